@@ -1,0 +1,73 @@
+"""The ``heartlab`` command: ``train``, ``evaluate``, ``tune`` and ``data`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from loguru import logger
+
+from heartlab.errors import HeartlabError
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from heartlab import train
+    from heartlab.config import load_config
+
+    load_config(args.config, args.bind)
+    result = train.fit()
+    logger.info(f"best epoch {result.best_epoch} of {result.epochs_run}; run directory: {result.run_dir}")
+    return 0
+
+
+def add_train_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train one model from a gin config",
+        description="Train one model from a gin config; writes runs/<experiment>/<timestamp>-<id>/.",
+    )
+    parser.add_argument("config", help="experiment config, e.g. configs/ptb_resnet1d.gin")
+    parser.add_argument(
+        "--bind",
+        action="append",
+        default=[],
+        metavar="BINDING",
+        help="extra gin binding, repeatable, e.g. --bind 'ResNet1D.channels = 64'",
+    )
+    parser.set_defaults(handler=train_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="heartlab", description="Train and hypertune ECG heartbeat classifiers.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(subparsers)
+    try:
+        from heartlab.data_cli import add_data_parser
+    except ImportError:
+        pass
+    else:
+        add_data_parser(subparsers)
+    try:
+        from heartlab.tune import add_tune_arguments, run_from_args
+    except ImportError:
+        pass
+    else:
+        tune_parser = subparsers.add_parser("tune", help="hypertune an experiment with Ray Tune")
+        add_tune_arguments(tune_parser)
+        tune_parser.set_defaults(handler=run_from_args)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except HeartlabError as exc:
+        # gin appends "In call to configurable ..." lines to errors raised inside configurables.
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Beat files: schema check, loading into tensors, the stratified train/validation split, model views.
+
+A beat file is a parquet table with one row per heartbeat: 187 float columns named ``"0"`` .. ``"186"``
+(the beat sampled at 125 Hz, normalised to [0, 1], zero-padded) and a ``target`` column holding the class
+index (float or int). Other columns, such as a stray pandas ``__index_level_0__``, are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import gin
+import numpy as np
+import polars as pl
+import torch
+
+from heartlab.errors import BeatFileError
+
+BEAT_LENGTH = 187  # samples per beat (1.5 s at 125 Hz)
+PADDED_LENGTH = 192  # BEAT_LENGTH zero-padded so that it reshapes to 16 x 12
+GRID_SHAPE = (16, 12)  # the 2D view: rows x columns of the padded beat, row-major
+SIGNAL_COLUMNS = tuple(str(i) for i in range(BEAT_LENGTH))
+TARGET_COLUMN = "target"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A named dataset: its class names (index = label) and its default train/test files."""
+
+    name: str
+    classes: tuple[str, ...]
+    train_file: str
+    test_file: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "ptb": DatasetSpec("ptb", ("normal", "abnormal"), "data/heart_train.parq", "data/heart_test.parq"),
+    "arrhythmia": DatasetSpec(
+        "arrhythmia", ("N", "S", "V", "F", "Q"), "data/heart_big_train.parq", "data/heart_big_test.parq"
+    ),
+}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """The registered dataset called ``name``; a clear error listing the known names otherwise."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        known = ", ".join(sorted(DATASETS))
+        raise BeatFileError(f"unknown dataset {name!r}: known datasets are {known}") from None
+
+
+def read_beats(path: str | Path, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check one beat file.
+
+    Args:
+        path: the parquet file.
+        num_classes: when given, every label must be an integer in ``[0, num_classes)``.
+
+    Returns:
+        ``(signals, labels)``: float32 array of shape ``(n, 187)`` and int64 array of shape ``(n,)``.
+
+    Raises:
+        BeatFileError: one line naming the file and the problem.
+    """
+    path = Path(path)
+
+    def fail(problem: str) -> BeatFileError:
+        return BeatFileError(f"{path}: {problem}")
+
+    if not path.is_file():
+        raise fail("no such file (see `heartlab data --help` for ways to make beat files)")
+    try:
+        schema = pl.read_parquet_schema(path)
+    except Exception as exc:  # polars raises several types for non-parquet input
+        raise fail(f"not a readable parquet file ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+
+    missing = [c for c in SIGNAL_COLUMNS if c not in schema]
+    if missing:
+        shown = ", ".join(repr(c) for c in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise fail(
+            f"missing {len(missing)} of the {BEAT_LENGTH} signal columns '0'..'186' ({shown}); "
+            "a beat file holds one column per sample plus 'target'"
+        )
+    if TARGET_COLUMN not in schema:
+        raise fail("no 'target' column (the class label of each beat)")
+    for column in (*SIGNAL_COLUMNS, TARGET_COLUMN):
+        if not schema[column].is_numeric():
+            raise fail(f"column {column!r} has type {schema[column]}, expected a number")
+
+    frame = pl.read_parquet(path, columns=[*SIGNAL_COLUMNS, TARGET_COLUMN])
+    if frame.height == 0:
+        raise fail("no rows")
+    signals = frame.select(SIGNAL_COLUMNS).to_numpy().astype(np.float32, copy=False)
+    target = frame.get_column(TARGET_COLUMN)
+    if target.null_count():
+        raise fail(f"{target.null_count()} missing target value(s)")
+    target_values = target.to_numpy().astype(np.float64, copy=False)
+
+    if not np.isfinite(signals).all():
+        bad_rows = np.flatnonzero(~np.isfinite(signals).all(axis=1))
+        raise fail(f"{bad_rows.size} row(s) hold NaN, inf or missing samples (first: row {bad_rows[0]})")
+    if not np.isfinite(target_values).all() or not np.all(target_values == np.round(target_values)):
+        raise fail("'target' holds values that are not whole numbers")
+    labels = target_values.astype(np.int64)
+    if num_classes is not None:
+        out_of_range = (labels < 0) | (labels >= num_classes)
+        if out_of_range.any():
+            bad = sorted(set(labels[out_of_range].tolist()))[:5]
+            raise fail(
+                f"'target' holds label(s) {bad} outside 0..{num_classes - 1} "
+                f"({out_of_range.sum()} row(s)); is this file for another dataset?"
+            )
+    return signals, labels
+
+
+def write_beats(path: str | Path, signals: np.ndarray, labels: np.ndarray) -> Path:
+    """Write beats in the schema :func:`read_beats` expects (``target`` as float, like the course files).
+
+    The file is written beside its destination and renamed into place, so a failure leaves nothing
+    half-written.
+    """
+    signals = np.asarray(signals, dtype=np.float32)
+    labels = np.asarray(labels)
+    if signals.ndim != 2 or signals.shape[1] != BEAT_LENGTH:
+        raise ValueError(f"signals must have shape (n, {BEAT_LENGTH}), got {signals.shape}")
+    if labels.shape != (signals.shape[0],):
+        raise ValueError(f"labels must have shape ({signals.shape[0]},), got {labels.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {name: signals[:, i] for i, name in enumerate(SIGNAL_COLUMNS)}
+    columns[TARGET_COLUMN] = labels.astype(np.float64)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        pl.DataFrame(columns).write_parquet(partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split row indices into ``(keep, held_out)``, holding out ``fraction`` of every class.
+
+    Each class contributes ``round(fraction * n_class)`` rows to the held-out part (at least one when the
+    class has two rows or more and ``fraction > 0``), chosen by a generator seeded with ``seed``. Both index
+    arrays are sorted, so the split depends only on the labels, the fraction and the seed.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"split fraction must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    held_out = []
+    for cls in np.unique(labels):
+        rows = np.flatnonzero(labels == cls)
+        count = int(round(fraction * rows.size))
+        if fraction > 0 and rows.size >= 2:
+            count = min(max(count, 1), rows.size - 1)
+        held_out.append(rng.permutation(rows)[:count])
+    held = np.sort(np.concatenate(held_out)) if held_out else np.empty(0, dtype=np.int64)
+    keep = np.setdiff1d(np.arange(labels.size), held, assume_unique=True)
+    return keep, held
+
+
+@dataclass
+class Split:
+    """One split in memory: ``x`` float32 ``(n, 187)``, ``y`` int64 ``(n,)``."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def class_counts(self, num_classes: int) -> torch.Tensor:
+        return torch.bincount(self.y, minlength=num_classes)
+
+
+@dataclass
+class Splits:
+    """The three splits of an experiment. ``test`` is read up front (so a bad file fails before any
+    training) but is evaluated only once, after training, with the best checkpoint."""
+
+    dataset: DatasetSpec
+    train: Split
+    valid: Split
+    test: Split
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.dataset.classes
+
+    def describe(self) -> str:
+        def counts(split: Split) -> str:
+            return "/".join(str(c) for c in split.class_counts(self.dataset.num_classes).tolist())
+
+        return (
+            f"{self.dataset.name} ({'/'.join(self.classes)}): train {len(self.train)} [{counts(self.train)}], "
+            f"valid {len(self.valid)} [{counts(self.valid)}], test {len(self.test)} [{counts(self.test)}]"
+        )
+
+
+@gin.configurable
+def load_splits(
+    dataset: str = "ptb",
+    train_file: str | None = None,
+    test_file: str | None = None,
+    valid_fraction: float = 0.2,
+    seed: int = 0,
+) -> Splits:
+    """Load an experiment's data: the training file split into train/validation, and the test file.
+
+    Args:
+        dataset: registered dataset name, ``'ptb'`` (normal/abnormal) or ``'arrhythmia'`` (N/S/V/F/Q).
+        train_file: parquet file to train and validate on; ``None`` takes the dataset's default
+            (``data/heart_train.parq`` or ``data/heart_big_train.parq``).
+        test_file: parquet file evaluated once after training; ``None`` takes the dataset's default.
+        valid_fraction: fraction (0..1) of every class of the training file held out for validation.
+        seed: seed of the stratified train/validation split.
+    """
+    spec = get_dataset(dataset)
+    train_x, train_y = read_beats(train_file or spec.train_file, spec.num_classes)
+    test_x, test_y = read_beats(test_file or spec.test_file, spec.num_classes)
+    keep, held = stratified_split(train_y, valid_fraction, seed)
+    if held.size == 0:
+        raise BeatFileError(
+            f"{train_file or spec.train_file}: too few rows ({train_y.size}) for a validation split "
+            f"of {valid_fraction:g}"
+        )
+    train_x_t, train_y_t = torch.from_numpy(train_x), torch.from_numpy(train_y)
+    return Splits(
+        dataset=spec,
+        train=Split(train_x_t[keep], train_y_t[keep]),
+        valid=Split(train_x_t[held], train_y_t[held]),
+        test=Split(torch.from_numpy(test_x), torch.from_numpy(test_y)),
+    )
+
+
+def as_view(x: torch.Tensor, view: str) -> torch.Tensor:
+    """Shape a batch of beats ``(B, 187)`` for a model.
+
+    ``'1d'`` gives ``(B, 1, 187)``; ``'2d'`` gives the 16 x 12 image ``(B, 1, 16, 12)``: the beat zero-padded
+    to 192 samples and reshaped row by row.
+    """
+    if view == "1d":
+        return x.unsqueeze(1)
+    if view == "2d":
+        padded = torch.nn.functional.pad(x, (0, PADDED_LENGTH - x.shape[-1]))
+        return padded.reshape(x.shape[0], 1, *GRID_SHAPE)
+    raise ValueError(f"unknown view {view!r}: use '1d' or '2d'")
+
+
+assert math.prod(GRID_SHAPE) == PADDED_LENGTH

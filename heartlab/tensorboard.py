@@ -1,0 +1,115 @@
+"""TensorBoard logging of one run: per-epoch scalars, HParams session, confusion-matrix image, test scalars.
+
+The HParams session (hyperparameters = the run's gin bindings) is written when the run starts and the
+``best/<metric>`` scalars it compares are updated every epoch, so a run stopped early (by ASHA, say) still
+shows up in the HParams dashboard with its best values so far.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from gin import config_parser  # noqa: E402
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from torch.utils.tensorboard.summary import hparams  # noqa: E402
+
+from heartlab import metrics  # noqa: E402
+
+BEST_PREFIX = "best/"
+
+
+class _TextDelegate(config_parser.ParserDelegate):
+    """Parses references and macros into their text, so any config reads without its configurables."""
+
+    def configurable_reference(self, scoped_selector: str, evaluate: bool) -> str:
+        return f"@{scoped_selector}{'()' if evaluate else ''}"
+
+    def macro(self, name: str) -> str:
+        return f"%{name}"
+
+
+def gin_bindings(config: str) -> dict[str, object]:
+    """The bindings of a gin config text as ``{'scope/Configurable.param': value}``.
+
+    References (``@ResNet1D``) become their text; values TensorBoard cannot show (lists, dicts, None)
+    become strings.
+    """
+    bindings: dict[str, object] = {}
+    parser = config_parser.ConfigParser(config, _TextDelegate())
+    for statement in parser:
+        if not isinstance(statement, config_parser.BindingStatement):
+            continue
+        scope = f"{statement.scope}/" if statement.scope else ""
+        key = f"{scope}{statement.selector}.{statement.arg_name}"
+        value = statement.value
+        bindings[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return bindings
+
+
+def confusion_figure(matrix: torch.Tensor, classes: tuple[str, ...], title: str):
+    """A matplotlib figure of a confusion matrix, each row normalised to recall, with counts."""
+    counts = matrix.double()
+    rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    size = 1.2 + 0.7 * len(classes)
+    figure, axes = plt.subplots(figsize=(size + 1.0, size))
+    image = axes.imshow(rates.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
+    axes.set_xticks(range(len(classes)), classes)
+    axes.set_yticks(range(len(classes)), classes)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            color = "white" if rates[i, j] > 0.5 else "black"
+            axes.text(j, i, f"{rates[i, j]:.2f}\n({int(counts[i, j])})", ha="center", va="center", color=color, fontsize=8)
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    figure.tight_layout()
+    return figure
+
+
+class RunWriter:
+    """A run's TensorBoard event file. Use as a context manager; every epoch is flushed to disk."""
+
+    def __init__(self, run_dir: Path, config: str, classes: tuple[str, ...], monitor: str):
+        self.classes = classes
+        self.writer = SummaryWriter(log_dir=str(run_dir))
+        metric_names = [f"{BEST_PREFIX}{name}" for name in metrics.metric_names(classes)]
+        experiment, start, self._end = hparams(gin_bindings(config), {name: 0.0 for name in metric_names})
+        self.writer.file_writer.add_summary(experiment)
+        self.writer.file_writer.add_summary(start)
+        self.writer.add_text("config.gin", "```\n" + config + "\n```")
+        self.monitor = monitor
+
+    def epoch(self, epoch: int, row: dict[str, float], best_row: dict[str, float]) -> None:
+        """Scalars of one epoch, plus the ``best/...`` values of the best epoch so far."""
+        for name, value in row.items():
+            self.writer.add_scalar(name, value, epoch)
+        for name, value in best_row.items():
+            if name.startswith("val/"):
+                self.writer.add_scalar(f"{BEST_PREFIX}{name}", value, epoch)
+        self.writer.flush()
+
+    def finish(self, best_epoch: int, best_row: dict[str, float], logits: torch.Tensor, target: torch.Tensor) -> None:
+        """The confusion matrix of the best checkpoint on the validation split, and the session end."""
+        matrix = metrics.confusion_matrix(logits, target, len(self.classes))
+        title = f"validation, best epoch {best_epoch} ({self.monitor} {best_row[self.monitor]:.3f})"
+        self.writer.add_figure("val/confusion_matrix", confusion_figure(matrix, self.classes, title), best_epoch)
+        self.writer.file_writer.add_summary(self._end)
+        self.writer.flush()
+
+    def test(self, step: int, test_metrics: dict) -> None:
+        for name, value in test_metrics.items():
+            if name.startswith("test/"):
+                self.writer.add_scalar(name, value, step)
+        self.writer.flush()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.writer.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import tokenize
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,20 @@ def register_configurables() -> None:
         importlib.import_module(module)
 
 
+def set_include_search_path(path: Path) -> None:
+    """Make ``include`` lines resolve against the config's parent directory, its own directory, then the
+    current directory.
+
+    gin tries its search prefixes in order, the first being ``''``; for a relative include such as
+    ``configs/base.gin`` it then also asks its Python-package reader, which fails when a ``configs`` folder
+    is on ``sys.path`` as a namespace package. Absolute directories placed first avoid that lookup.
+    gin has no public call to reorder prefixes, hence the module attribute.
+    """
+    config_dir = path.resolve().parent
+    prefixes = [str(config_dir.parent), str(config_dir), str(Path.cwd()), ""]
+    gin.config._LOCATION_PREFIXES[:] = list(dict.fromkeys(prefixes))
+
+
 def load_config(path: str | Path, bindings: Sequence[str] = ()) -> Path:
     """Clear gin, then parse the config file ``path`` and the extra ``bindings`` (``'ResNet1D.channels=64'``).
 
@@ -33,11 +48,10 @@ def load_config(path: str | Path, bindings: Sequence[str] = ()) -> Path:
         raise HeartlabError(f"{path}: no such config file")
     register_configurables()
     gin.clear_config()
-    for directory in (path.resolve().parent, path.resolve().parent.parent):
-        gin.add_config_file_search_path(str(directory))
+    set_include_search_path(path)
     try:
         gin.parse_config_files_and_bindings([str(path)], list(bindings), skip_unknown=False, finalize_config=False)
-    except (ValueError, KeyError, SyntaxError, IOError, TypeError) as exc:
+    except (ValueError, KeyError, SyntaxError, OSError, TypeError, tokenize.TokenError) as exc:
         message = " ".join(str(exc).split())
         raise HeartlabError(f"{path}: {message}") from None
     return path

@@ -41,9 +41,9 @@ def compute_metrics(
 ) -> dict[str, float]:
     """Dataset-level metrics from the logits ``(n, C)`` of every beat of a split and their labels ``(n,)``.
 
-    Macro averages weigh every class equally (classes absent from ``target`` count as recall 0 only if
-    predicted; torchmetrics' ``ignore`` handling is not used). ``auroc`` is reported for binary datasets,
-    from the softmax probability of class 1.
+    Macro averages weigh every class equally; a class that is neither in ``target`` nor predicted is left
+    out of them (a class absent from ``target`` but predicted counts with recall 0). ``auroc`` is reported
+    for binary datasets, from the softmax probability of class 1.
     """
     num_classes = len(classes)
     logits = logits.float()
@@ -53,7 +53,7 @@ def compute_metrics(
     out: dict[str, float] = {}
     if loss is not None:
         out[f"{split}/loss"] = float(loss)
-    out[f"{split}/recall_macro"] = float(per_class_recall.mean())
+    out[f"{split}/recall_macro"] = float(multiclass_recall(preds, target, average="macro", **args))
     for name, value in zip(classes, per_class_recall.tolist()):
         out[f"{split}/recall/{name}"] = value
     out[f"{split}/precision_macro"] = float(multiclass_precision(preds, target, average="macro", **args))

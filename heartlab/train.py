@@ -145,8 +145,10 @@ def train_epoch(
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
-    steps = math.ceil(n / batch_size)
-    return steps - 1 if n % batch_size == 1 else steps
+    """Optimizer steps :func:`train_epoch` takes on ``n`` beats (batches of one beat are skipped)."""
+    if batch_size < 2:
+        return 0
+    return n // batch_size + (1 if n % batch_size >= 2 else 0)
 
 
 def is_improvement(value: float, best: float | None, mode: str) -> bool:
@@ -230,10 +232,16 @@ def fit(
     if mode not in ("max", "min"):
         raise HeartlabError(f"fit.monitor_mode must be 'max' or 'min', got {mode!r}")
 
+    if batch_size < 2:
+        raise HeartlabError(f"fit.batch_size must be at least 2 (BatchNorm needs two beats), got {batch_size}")
+
     torch.manual_seed(seed)
-    net = model(num_classes=len(classes))
-    loss_fn = loss(class_counts=data.train.class_counts(len(classes)).tolist())
-    opt = optimizer(net.parameters())
+    try:
+        net = model(num_classes=len(classes))
+        loss_fn = loss(class_counts=data.train.class_counts(len(classes)).tolist())
+        opt = optimizer(net.parameters())
+    except (ValueError, TypeError) as exc:  # the configurables' own argument checks
+        raise HeartlabError(f"cannot build the model, loss or optimizer: {str(exc).splitlines()[0]}") from None
     scheduler, per_batch = make_schedule(schedule, opt, epochs * steps_per_epoch(len(data.train), batch_size), mode)
     config = gin.operative_config_str()
 

@@ -1,0 +1,340 @@
+"""Rebuild the Arrhythmia beat files (``heart_big_train.parq`` / ``heart_big_test.parq``) from the raw
+MIT-BIH Arrhythmia Database records, with the preprocessing of Kachuee, Fazeli and Sarrafzadeh, "ECG
+Heartbeat Classification: A Deep Transferable Representation", IEEE ICHI 2018.
+
+Per record:
+
+1. lead MLII, chosen by name (records 102 and 104 have none and use V5; in 114 MLII is the second
+   channel);
+2. resampled 360 -> 125 Hz with a polyphase filter (``scipy.signal.resample_poly``, ratio 25/72); the
+   reference annotations are moved to the same time base;
+3. cut into consecutive 10 s windows (the last, shorter one included), each min-max normalised to [0, 1];
+4. every annotated beat of an AAMI class (N = N,L,R,e,j; S = A,a,J,S; V = V,E; F = F; Q = /,f,Q; other
+   symbols are not beats and are dropped) has an R-R interval: the distance to the next such beat. The
+   last beat of a record has none and is dropped, exactly like the published set (48 beats fewer than the
+   database's 109,494);
+5. the window's nominal beat period T is the median R-R interval of the beats annotated in it; each beat
+   starts at its annotation sample and spans 1.2 T, cut to 187 samples (1.5 s) or zero-padded up to it. A
+   beat running past its window's end keeps its samples, normalised with its own window's min and max
+   and clipped to [0, 1].
+
+Then a stratified 80/20 split with a fixed seed. The result matches the published class counts: the totals
+exactly (N 90,589, S 2,779, V 7,236, F 803, Q 8,039), the train/test counts to within one beat per class.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from loguru import logger
+
+from heartlab.builders.outputs import StagedOutputs, count_table, write_beat_file
+from heartlab.data import BEAT_LENGTH, DATASETS, stratified_split
+from heartlab.errors import HeartlabError
+
+TARGET_RATE = 125  # Hz, the beat files' sampling rate
+WINDOW_SECONDS = 10
+SPAN_FACTOR = 1.2  # a beat spans 1.2 x the window's median R-R interval
+LEAD_PREFERENCE = ("MLII", "V5")
+AAMI_LABELS: dict[str, int] = {
+    **dict.fromkeys("NLRej", 0),  # N: normal, bundle branch block, escape beats
+    **dict.fromkeys("AaJS", 1),  # S: supraventricular premature
+    **dict.fromkeys("VE", 2),  # V: premature ventricular contraction, ventricular escape
+    "F": 3,  # F: fusion of ventricular and normal
+    **dict.fromkeys("/fQ", 4),  # Q: paced, fusion of paced and normal, unclassifiable
+}
+# The 48 records of the database (PhysioNet mitdb 1.0.0).
+MITDB_RECORDS = tuple(
+    "100 101 102 103 104 105 106 107 108 109 111 112 113 114 115 116 117 118 119 121 122 123 124 200 201 202 "
+    "203 205 207 208 209 210 212 213 214 215 217 219 220 221 222 223 228 230 231 232 233 234".split()
+)
+# Published class counts (Kachuee et al. 2018 / the Kaggle "heartbeat" dataset), N/S/V/F/Q.
+PUBLISHED_COUNTS = {
+    "train": (72471, 2223, 5788, 641, 6431),
+    "test": (18118, 556, 1448, 162, 1608),
+    "total": (90589, 2779, 7236, 803, 8039),
+}
+TRAIN_FILE = "heart_big_train.parq"
+TEST_FILE = "heart_big_test.parq"
+DEFAULT_SEED = 0
+PHYSIONET_DOC = "https://physionet.org/content/mitdb/1.0.0/"
+
+
+@dataclass(frozen=True)
+class RecordBeats:
+    record: str
+    lead: str
+    signals: np.ndarray  # float32 (n, 187)
+    labels: np.ndarray  # int64 (n,)
+    dropped_symbols: int  # annotations that are not AAMI beats
+
+
+# ---------------------------------------------------------------------------------------------- records
+
+
+def list_records(source: Path, records: Sequence[str] | None = None) -> list[str]:
+    """The record ids to build from ``source``: ``records`` if given, else those named in its ``RECORDS``
+    file, else every ``*.hea`` header. Checks that each has its header, signal and annotation file."""
+    if not source.exists():
+        raise HeartlabError(
+            f"{source}: no such folder; pass --source with the folder holding the MIT-BIH records "
+            f"(NNN.hea, NNN.dat, NNN.atr), or --source physionet to download them"
+        )
+    if not source.is_dir():
+        raise HeartlabError(f"{source}: not a folder; --source takes the folder holding the MIT-BIH records")
+    if records:
+        ids = list(dict.fromkeys(records))
+    elif (source / "RECORDS").is_file():
+        ids = (source / "RECORDS").read_text().split()
+    else:
+        ids = sorted(p.stem for p in source.glob("*.hea"))
+    if not ids:
+        raise HeartlabError(
+            f"{source}: no WFDB records found (no RECORDS file and no *.hea headers); "
+            f"pass the folder of the MIT-BIH Arrhythmia Database ({PHYSIONET_DOC})"
+        )
+    problems = []
+    for rid in ids:
+        missing = [f"{rid}.{ext}" for ext in ("hea", "dat", "atr") if not (source / f"{rid}.{ext}").is_file()]
+        if missing:
+            problems.append(f"record {rid} lacks {', '.join(missing)}")
+    if problems:
+        raise HeartlabError(
+            f"{source}: {'; '.join(problems[:5])}{' ...' if len(problems) > 5 else ''}. Every record needs its "
+            f"header (.hea), signal (.dat) and reference annotations (.atr); copy the missing files from "
+            f"{PHYSIONET_DOC} or leave the record out with --records"
+        )
+    return ids
+
+
+def _read_record(source: Path, rid: str) -> tuple[np.ndarray, float, str, np.ndarray, list[str]]:
+    """(lead signal in mV, sampling rate, lead name, annotation samples, annotation symbols)."""
+    import wfdb
+
+    path = str(source / rid)
+    try:
+        header = wfdb.rdheader(path)
+        lead = next((name for name in LEAD_PREFERENCE if name in header.sig_name), None)
+        if lead is None:
+            raise HeartlabError(
+                f"{source / rid}.hea: no {' or '.join(LEAD_PREFERENCE)} lead (leads: "
+                f"{', '.join(header.sig_name)}); the beat files are built from lead MLII (V5 where MLII is missing)"
+            )
+        record = wfdb.rdrecord(path, channels=[header.sig_name.index(lead)])
+        annotation = wfdb.rdann(path, "atr")
+    except HeartlabError:
+        raise
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise HeartlabError(
+            f"{source / rid}: cannot read the record ({type(exc).__name__}: {first}); check that its "
+            f".hea/.dat/.atr files are complete (PhysioNet publishes SHA256 checksums: {PHYSIONET_DOC})"
+        ) from None
+    signal = record.p_signal[:, 0].astype(np.float64)
+    if not np.isfinite(signal).all():  # rare invalid samples: carry the last valid value forward
+        valid = np.isfinite(signal)
+        if not valid.any():
+            raise HeartlabError(f"{source / rid}: lead {lead} holds no valid samples")
+        idx = np.where(valid, np.arange(signal.size), 0)
+        np.maximum.accumulate(idx, out=idx)
+        signal = signal[idx]
+        signal[: np.argmax(valid)] = signal[np.argmax(valid)]
+    return signal, float(record.fs), lead, np.asarray(annotation.sample, dtype=np.int64), list(annotation.symbol)
+
+
+# ---------------------------------------------------------------------------------------- preprocessing
+
+
+def resample_to_target(signal: np.ndarray, fs: float) -> np.ndarray:
+    """Polyphase resampling to 125 Hz (360 Hz: up 25, down 72)."""
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(TARGET_RATE) / Fraction(fs).limit_denominator(1000)
+    if ratio == 1:
+        return signal
+    return resample_poly(signal, ratio.numerator, ratio.denominator)
+
+
+def extract_beats(
+    signal: np.ndarray, positions: np.ndarray, labels: np.ndarray, rate: int = TARGET_RATE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut beats out of a signal sampled at ``rate``.
+
+    Args:
+        signal: one lead at ``rate`` Hz.
+        positions: sample index of each annotated beat (sorted), at ``rate`` Hz.
+        labels: class of each beat.
+
+    Returns:
+        ``(beats, labels)``: float32 ``(m, 187)`` in [0, 1] and int64 ``(m,)``, one row per beat that has a
+        following beat (``m = len(positions) - 1``).
+    """
+    window = WINDOW_SECONDS * rate
+    n_windows = -(-signal.size // window)
+    # min-max normalisation constants of each window
+    lows = np.array([signal[w * window : (w + 1) * window].min() for w in range(n_windows)])
+    highs = np.array([signal[w * window : (w + 1) * window].max() for w in range(n_windows)])
+    scales = np.where(highs > lows, highs - lows, 1.0)
+
+    rr = np.diff(positions)
+    positions, labels = positions[:-1], labels[:-1]  # the last beat has no R-R interval
+    keep = (positions >= 0) & (positions < signal.size)
+    positions, labels, rr = positions[keep], labels[keep], rr[keep]
+    beat_window = positions // window
+
+    beats = np.zeros((positions.size, BEAT_LENGTH), dtype=np.float32)
+    for w in np.unique(beat_window):
+        in_window = np.flatnonzero(beat_window == w)
+        span = min(int(round(SPAN_FACTOR * float(np.median(rr[in_window])))), BEAT_LENGTH)
+        for i in in_window:
+            segment = signal[positions[i] : positions[i] + span]
+            beats[i, : segment.size] = np.clip((segment - lows[w]) / scales[w], 0.0, 1.0)
+    return beats, labels.astype(np.int64)
+
+
+def build_record(source: str | Path, rid: str) -> RecordBeats:
+    """All beats of one record (a top-level function so that a process pool can run it)."""
+    source = Path(source)
+    signal, fs, lead, samples, symbols = _read_record(source, rid)
+    is_beat = np.array([s in AAMI_LABELS for s in symbols], dtype=bool)
+    labels = np.array([AAMI_LABELS[s] for s, b in zip(symbols, is_beat) if b], dtype=np.int64)
+    positions = np.rint(samples[is_beat] * (TARGET_RATE / fs)).astype(np.int64)
+    order = np.argsort(positions, kind="stable")
+    resampled = resample_to_target(signal, fs)
+    beats, beat_labels = extract_beats(resampled, positions[order], labels[order])
+    return RecordBeats(rid, lead, beats, beat_labels, int((~is_beat).sum()))
+
+
+def build_beats(
+    source: Path, records: Sequence[str] | None = None, workers: int = 1
+) -> tuple[np.ndarray, np.ndarray, list[RecordBeats]]:
+    """The beats of every record of ``source``, concatenated in record order."""
+    ids = list_records(source, records)
+    workers = max(1, min(workers, len(ids), os.cpu_count() or 1))
+    logger.info(f"MIT-BIH: building beats from {len(ids)} record(s) in {source} ({workers} process(es))")
+    if workers == 1:
+        results = [build_record(source, rid) for rid in ids]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(build_record, [source] * len(ids), ids, chunksize=4))
+    for result in results:
+        if result.lead != "MLII":
+            logger.info(f"MIT-BIH: record {result.record} has no MLII lead, used {result.lead}")
+    signals = np.concatenate([r.signals for r in results])
+    labels = np.concatenate([r.labels for r in results])
+    return signals, labels, results
+
+
+# ------------------------------------------------------------------------------------------- download
+
+
+def _has_records(folder: Path, ids: Sequence[str]) -> bool:
+    return all((folder / f"{rid}.{ext}").is_file() for rid in ids for ext in ("hea", "dat", "atr"))
+
+
+def download_mitdb(download_dir: Path, records: Sequence[str] | None = None) -> Path:
+    """Download the MIT-BIH Arrhythmia Database from PhysioNet into ``download_dir`` (skipped when it
+    already holds the wanted records)."""
+    import wfdb
+
+    wanted = list(records) if records else list(MITDB_RECORDS)
+    if _has_records(download_dir, wanted):
+        logger.info(f"MIT-BIH: using the records already downloaded in {download_dir}")
+        return download_dir
+    size = " (about 100 MB)" if len(wanted) == len(MITDB_RECORDS) else ""
+    logger.info(f"MIT-BIH: downloading {len(wanted)} record(s) from PhysioNet into {download_dir}{size}")
+    try:
+        download_dir.mkdir(parents=True, exist_ok=True)
+        wfdb.dl_database("mitdb", str(download_dir), records=list(records) if records else "all")
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise HeartlabError(
+            f"could not download the MIT-BIH database from PhysioNet into {download_dir} "
+            f"({type(exc).__name__}: {first}); check the internet connection, or download it yourself "
+            f"({PHYSIONET_DOC}) and pass its folder with --source DIR"
+        ) from None
+    if not _has_records(download_dir, wanted):
+        raise HeartlabError(
+            f"the PhysioNet download into {download_dir} is incomplete (some .hea/.dat/.atr files are "
+            f"missing); run the command again, or download the database yourself ({PHYSIONET_DOC}) and pass "
+            "--source DIR"
+        )
+    return download_dir
+
+
+def default_download_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "heartlab" / "mitdb"
+
+
+# ---------------------------------------------------------------------------------------------- build
+
+
+def build_mitbih(
+    source: str | Path,
+    out: str | Path,
+    *,
+    records: Sequence[str] | None = None,
+    test_size: float = 0.2,
+    seed: int = DEFAULT_SEED,
+    workers: int = 1,
+    force: bool = False,
+    download_dir: str | Path | None = None,
+) -> dict[str, Path]:
+    """Build ``heart_big_train.parq`` and ``heart_big_test.parq`` in ``out``.
+
+    Args:
+        source: folder of the raw records, or ``"physionet"`` to download them (into ``download_dir``).
+        out: output folder.
+        records: build from these record ids only (default: all records of the source).
+        test_size: fraction of every class held out for the test file.
+        seed: seed of the stratified split.
+        workers: processes reading records in parallel (one is fastest on the full database: the whole
+            build takes a few seconds, less than a process pool costs to start and to send results back).
+        force: replace existing output files.
+
+    Returns:
+        ``{"train": path, "test": path}``.
+    """
+    start = time.perf_counter()
+    if not 0.0 < test_size < 1.0:
+        raise HeartlabError(f"--test-size must be between 0 and 1 (exclusive), got {test_size}")
+    out = Path(out)
+    train_path, test_path = out / TRAIN_FILE, out / TEST_FILE
+    outputs = StagedOutputs([train_path, test_path], force=force)
+    if str(source) == "physionet":
+        source_dir = download_mitdb(Path(download_dir) if download_dir else default_download_dir(), records)
+    else:
+        source_dir = Path(source)
+    signals, labels, results = build_beats(source_dir, records, workers)
+    keep, held = stratified_split(labels, test_size, seed)
+    metadata = {
+        "source": "MIT-BIH Arrhythmia Database (PhysioNet mitdb 1.0.0)",
+        "preprocessing": "Kachuee et al. 2018: MLII (V5), 125 Hz, 10 s windows, 1.2 x median R-R",
+        "records": ",".join(r.record for r in results),
+        "split_seed": str(seed),
+        "test_size": str(test_size),
+    }
+    with outputs:
+        write_beat_file(outputs, train_path, signals[keep], labels[keep], {**metadata, "split": "train"})
+        write_beat_file(outputs, test_path, signals[held], labels[held], {**metadata, "split": "test"})
+    elapsed = time.perf_counter() - start
+    classes = DATASETS["arrhythmia"].classes
+    full = records is None and len(results) == len(MITDB_RECORDS)
+    table = count_table(
+        classes,
+        {"train": labels[keep], "test": labels[held], "total": labels},
+        reference=PUBLISHED_COUNTS if full else None,
+    )
+    print(f"MIT-BIH beats per class ({len(results)} records):\n{table}")
+    logger.info(
+        f"MIT-BIH: wrote {train_path} ({keep.size} beats) and {test_path} ({held.size} beats) in {elapsed:.1f} s"
+    )
+    return {"train": train_path, "test": test_path}

@@ -1,0 +1,204 @@
+"""Training throughput of an experiment config: heartlab's training step against a bare PyTorch loop.
+
+    python scripts/bench_train.py configs/arrhythmia_resnet1d.gin --json bench.json
+
+Measured in one process, interleaved round by round so that both see the same machine state:
+  trainer  heartlab.train.train_epoch (the step used by `heartlab train` and by every Ray trial)
+  bare     a plain PyTorch loop: index a batch, forward, cross-entropy, backward, step
+each in fp32 and under bf16 autocast, on the config's model, batch size, loss weights and data (the
+config's training file when it exists, otherwise random beats of the same shape: speed does not depend on
+the values). For a ResNet1D the bare loop also runs with plain F.conv1d layers (backend='conv1d'), the
+reference for the conv2d-backed layers. Throughput is the median over timed windows after warm-up.
+MACs per beat (forward + backward) come from torch's FLOP counter; the denominator is the machine's
+measured fp32 GEMM rate (a large square matmul) on the same threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import gin
+import torch
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from heartlab import train
+from heartlab.config import load_config
+from heartlab.data import BEAT_LENGTH, Split, as_view, get_dataset, load_splits
+from heartlab.errors import HeartlabError
+
+
+def gemm_gmacs(size: int = 4096, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
+    """Multiply-accumulates per second (1e9) of a large square matmul."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - started)
+    return size**3 / statistics.median(times) / 1e9
+
+
+def training_data(num_classes: int, beats: int) -> tuple[Split, str]:
+    """The config's training split, or random beats when its files are absent."""
+    try:
+        splits = load_splits()
+        return splits.train, f"{len(splits.train)} training beats of {splits.dataset.name}"
+    except HeartlabError as exc:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.rand(beats, BEAT_LENGTH, generator=generator)
+        y = torch.randint(0, num_classes, (beats,), generator=generator)
+        return Split(x, y), f"{beats} random beats ({str(exc).splitlines()[0]})"
+
+
+def build(num_classes: int, class_counts: list[int], **model_overrides):
+    """Model, loss and optimizer exactly as `fit` builds them from the loaded config."""
+    torch.manual_seed(0)
+    model_fn = gin.query_parameter("fit.model").scoped_configurable_fn
+    net = model_fn(num_classes=num_classes, **model_overrides)
+    loss_fn = gin.query_parameter("fit.loss").scoped_configurable_fn(class_counts=class_counts)
+    optimizer = gin.query_parameter("fit.optimizer").scoped_configurable_fn(net.parameters())
+    return net, loss_fn, optimizer
+
+
+def macs_per_beat(net, loss_fn, split: Split, batch_size: int) -> float:
+    """Forward + backward multiply-accumulates per beat of one training step."""
+    x = as_view(split.x[:batch_size], net.input_view)
+    net.train()
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(net(x), split.y[:batch_size]).backward()
+    net.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 2 / x.shape[0]
+
+
+def trainer_window(net, loss_fn, optimizer, window: Split, batch_size: int, bf16: bool) -> Callable[[], None]:
+    generator = torch.Generator().manual_seed(0)
+    return lambda: float(train.train_epoch(net, loss_fn, optimizer, None, window, batch_size, generator, bf16))
+
+
+def bare_window(net, loss_fn, optimizer, window: Split, batch_size: int, bf16: bool) -> Callable[[], None]:
+    weight = getattr(loss_fn, "weight", None)
+
+    def run() -> None:
+        net.train()
+        order = torch.randperm(len(window))
+        for start in range(0, len(window), batch_size):
+            index = order[start : start + batch_size]
+            x = as_view(window.x[index], net.input_view)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = net(x)
+            loss = F.cross_entropy(logits.float(), window.y[index], weight=weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        loss.item()
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="experiment config, e.g. configs/arrhythmia_resnet1d.gin")
+    parser.add_argument("--bind", action="append", default=[], help="extra gin binding, repeatable")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--steps", type=int, default=12, help="training steps per timed window")
+    parser.add_argument("--rounds", type=int, default=5, help="timed windows per row (after one warm-up)")
+    parser.add_argument("--epoch", action="store_true", help="also time one full trainer epoch (fp32 and bf16)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    try:
+        load_config(args.config, args.bind)
+    except HeartlabError as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    batch_size = gin.query_parameter("fit.batch_size")
+    dataset = get_dataset(gin.query_parameter("load_splits.dataset"))
+    split, source = training_data(dataset.num_classes, 20_000)
+    counts = split.class_counts(dataset.num_classes).tolist()
+    window_beats = args.steps * batch_size
+    generator = torch.Generator().manual_seed(1)
+    window_index = torch.randperm(len(split), generator=generator)[:window_beats]
+    window = Split(split.x[window_index], split.y[window_index])
+
+    net, loss_fn, optimizer = build(dataset.num_classes, counts)
+    model_name = type(net).__name__
+    rows: dict[str, tuple[Callable[[], None], float]] = {}
+    macs = macs_per_beat(net, loss_fn, window, batch_size)
+    for precision, bf16 in (("fp32", False), ("bf16", True)):
+        for kind, make in (("trainer", trainer_window), ("bare", bare_window)):
+            rows[f"{kind} {precision}"] = (make(*build(dataset.num_classes, counts), window, batch_size, bf16), macs)
+    if model_name == "ResNet1D":
+        reference = build(dataset.num_classes, counts, backend="conv1d")
+        reference_macs = macs_per_beat(reference[0], reference[1], window, batch_size)
+        for precision, bf16 in (("fp32", False), ("bf16", True)):
+            rows[f"bare conv1d {precision}"] = (bare_window(*reference, window, batch_size, bf16), reference_macs)
+
+    peak = gemm_gmacs()
+    peak_bf16 = gemm_gmacs(dtype=torch.bfloat16)
+    timings: dict[str, list[float]] = {name: [] for name in rows}
+    for round_ in range(args.rounds + 1):  # round 0 warms up
+        for name, (run, _) in rows.items():
+            started = time.perf_counter()
+            run()
+            if round_:
+                timings[name].append(time.perf_counter() - started)
+
+    table = []
+    for name, (_, row_macs) in rows.items():
+        beats_per_s = window_beats / statistics.median(timings[name])
+        gmacs = beats_per_s * row_macs / 1e9
+        table.append({"row": name, "beats_per_s": beats_per_s, "gmac_per_s": gmacs, "pct_fp32_peak": 100 * gmacs / peak})
+    speed = {row["row"]: row["beats_per_s"] for row in table}
+    result = {
+        "config": str(args.config),
+        "bindings": args.bind,
+        "model": model_name,
+        "data": source,
+        "threads": args.threads,
+        "batch_size": batch_size,
+        "macs_per_beat_train": macs,
+        "gemm_fp32_gmac_per_s": peak,
+        "gemm_bf16_gmac_per_s": peak_bf16,
+        "rows": table,
+        "ratio_trainer_bare_fp32": speed["trainer fp32"] / speed["bare fp32"],
+        "ratio_trainer_bare_bf16": speed["trainer bf16"] / speed["bare bf16"],
+        "bf16_speedup": speed["trainer bf16"] / speed["trainer fp32"],
+    }
+    if "bare conv1d fp32" in speed:
+        result["ratio_trainer_bf16_vs_bare_conv1d_fp32"] = speed["trainer bf16"] / speed["bare conv1d fp32"]
+        result["ratio_trainer_fp32_vs_bare_conv1d_fp32"] = speed["trainer fp32"] / speed["bare conv1d fp32"]
+
+    if args.epoch:
+        for precision, bf16 in (("fp32", False), ("bf16", True)):
+            net_e, loss_e, opt_e = build(dataset.num_classes, counts)
+            started = time.perf_counter()
+            float(train.train_epoch(net_e, loss_e, opt_e, None, split, batch_size, torch.Generator().manual_seed(0), bf16))
+            seconds = time.perf_counter() - started
+            result[f"epoch_seconds_{precision}"] = seconds
+            result[f"epoch_beats_per_s_{precision}"] = len(split) / seconds
+
+    print(f"{args.config}: {model_name}, batch {batch_size}, {args.threads} threads, {source}")
+    print(f"MACs per beat (forward + backward): {macs / 1e6:.2f} M;  fp32 GEMM peak {peak:.1f} GMAC/s, bf16 {peak_bf16:.1f}")
+    print(f"{'row':<20}{'beats/s':>10}{'GMAC/s':>9}{'% fp32 peak':>13}")
+    for row in table:
+        print(f"{row['row']:<20}{row['beats_per_s']:>10,.0f}{row['gmac_per_s']:>9.1f}{row['pct_fp32_peak']:>12.1f}%")
+    for key, value in result.items():
+        if key.startswith(("ratio", "bf16_speedup", "epoch_")):
+            print(f"{key}: {value:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

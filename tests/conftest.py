@@ -1,0 +1,40 @@
+"""Generic fixtures: tiny synthetic beat files and a clean gin config around every test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gin
+import numpy as np
+import pytest
+
+from heartlab.data import BEAT_LENGTH, write_beats
+
+
+def synthetic_beats(n_per_class: int, num_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(signals, labels)``: ``n_per_class`` beats of every class, values in [0, 1], classes interleaved."""
+    rng = np.random.default_rng(seed)
+    labels = np.tile(np.arange(num_classes), n_per_class).astype(np.int64)
+    signals = rng.random((labels.size, BEAT_LENGTH)).astype(np.float32)
+    signals[:, :20] += labels[:, None] * 0.1  # a little class signal, still finite
+    return signals, labels
+
+
+@pytest.fixture
+def make_beats(tmp_path):
+    """``make_beats(n_per_class, num_classes, seed=0, name=None)`` writes a beat file into ``tmp_path``
+    with :func:`heartlab.data.write_beats` and returns its path."""
+    counter = iter(range(10_000))
+
+    def make(n_per_class: int, num_classes: int, seed: int = 0, name: str | None = None) -> Path:
+        signals, labels = synthetic_beats(n_per_class, num_classes, seed)
+        return write_beats(tmp_path / (name or f"beats{next(counter)}.parq"), signals, labels)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()

@@ -1,0 +1,58 @@
+"""Guards on the training step's speed properties: no host synchronisation per batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from pathlib import Path
+
+import gin
+
+from heartlab import train
+from heartlab.config import load_config
+from heartlab.data import Split
+from heartlab.losses import FocalLoss, WeightedCrossEntropy
+from heartlab.models import CNN2D, ResNet1D, Transformer1D
+
+
+class HostSyncCounter(TorchDispatchMode):
+    """Counts aten._local_scalar_dense: what .item(), float(t), bool(t) and `if t:` on a tensor run."""
+
+    def __init__(self):
+        super().__init__()
+        self.syncs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.syncs += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_counter_sees_item_calls():
+    with HostSyncCounter() as counter:
+        torch.ones(3).sum().item()
+        float(torch.ones(()))
+    assert counter.syncs == 2
+
+
+def configured_optimizer(parameters, name: str):
+    """The optimizer as configs/base.gin builds it (so the guard covers the shipped settings)."""
+    load_config(Path(__file__).resolve().parents[1] / "configs" / "ptb_resnet1d.gin", [f"fit.optimizer = @{name}"])
+    return gin.query_parameter("fit.optimizer").scoped_configurable_fn(parameters)
+
+
+@pytest.mark.parametrize("optimizer_name", ["torch.optim.AdamW", "torch.optim.Adam", "torch.optim.SGD"])
+def test_train_epoch_never_syncs_with_the_host(optimizer_name):
+    generator = torch.Generator().manual_seed(0)
+    split = Split(torch.rand(6 * 32 + 5, 187, generator=generator), torch.randint(0, 3, (6 * 32 + 5,), generator=generator))
+    for model, loss in ((ResNet1D(channels=4, blocks=1, num_classes=3), WeightedCrossEntropy([5, 3, 2], "inverse")),
+                        (CNN2D(hidden=4, num_classes=3), FocalLoss([5, 3, 2], gamma=2.0, alpha="log")),
+                        (Transformer1D(hidden=8, num_heads=2, num_blocks=1, num_classes=3), WeightedCrossEntropy([1, 1, 1]))):
+        optimizer = configured_optimizer(model.parameters(), optimizer_name)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10)
+        with HostSyncCounter() as counter:
+            mean_loss = train.train_epoch(model, loss, optimizer, scheduler, split, 32, generator, bf16=False)
+        assert counter.syncs == 0, f"{type(model).__name__}: {counter.syncs} host syncs in one epoch of 7 batches"
+        assert torch.isfinite(mean_loss)

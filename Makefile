@@ -1,5 +1,6 @@
 # make test   - set up .venv on a fresh machine (CPU torch first) and run the test suite
-# make demo   - the main job end to end: real data from data/ if present, else synthetic demo data
+# make quickstart - set up .venv and run the main job end to end: a short hypertuning study on the
+#                   beat files in data/, or on generated SYNTHETIC demo beats when data/ has none
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 # With internet and no local wheel: make TORCH_INSTALL="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 TORCH_INSTALL ?= torch==2.13.0
 
-.PHONY: setup test test-fast demo clean
+.PHONY: setup test test-fast quickstart clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,9 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+quickstart: setup
+	$(VENV)/bin/heartlab quickstart
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,4 +1,4 @@
-"""The ``heartlab`` command: ``train``, ``evaluate``, ``tune`` and ``data`` subcommands."""
+"""The ``heartlab`` command: ``train``, ``tune``, ``quickstart`` and ``data`` subcommands."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from collections.abc import Sequence
 
 from loguru import logger
 
+from heartlab.data_cli import add_data_parser
 from heartlab.errors import HeartlabError
+from heartlab.quickstart import add_quickstart_parser
+from heartlab.tune import add_tune_arguments, run_from_args
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -42,20 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="heartlab", description="Train and hypertune ECG heartbeat classifiers.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_train_parser(subparsers)
-    try:
-        from heartlab.data_cli import add_data_parser
-    except ImportError:
-        pass
-    else:
-        add_data_parser(subparsers)
-    try:
-        from heartlab.tune import add_tune_arguments, run_from_args
-    except ImportError:
-        pass
-    else:
-        tune_parser = subparsers.add_parser("tune", help="hypertune an experiment with Ray Tune")
-        add_tune_arguments(tune_parser)
-        tune_parser.set_defaults(handler=run_from_args)
+    add_data_parser(subparsers)
+    tune_parser = subparsers.add_parser("tune", help="hypertune an experiment with Ray Tune (= hypertune.py)")
+    add_tune_arguments(tune_parser)
+    tune_parser.set_defaults(handler=run_from_args)
+    add_quickstart_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,184 @@
+"""Reading a study (``<storage>/<experiment>/``) into polars DataFrames, without Ray.
+
+A study directory holds one folder per trial (Ray's ``params.json``, ``result.json``, ``progress.csv``,
+``error.txt`` when it failed; heartlab's ``config.gin``, ``best.pt``, TensorBoard events and
+``fit_result.json`` when training ran to its end) plus what :mod:`heartlab.tune` writes at the end:
+``study.json``, ``study.gin``, ``trials.parquet``, ``best.gin`` and ``best_test_metrics.json``.
+
+* :func:`read_trials` -- one row per trial (``trials.parquet``).
+* :func:`read_history` -- one row per trial and epoch, from every trial's ``result.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+STUDY_FILE = "study.json"  # the study's settings: metric, mode, parameter names, config, bindings
+STUDY_CONFIG = "study.gin"  # the config every trial parses before its sampled bindings
+TRIALS_FILE = "trials.parquet"
+BEST_CONFIG = "best.gin"
+BEST_TEST_METRICS = "best_test_metrics.json"
+FIT_RESULT = "fit_result.json"  # written by a trial whose train.fit returned (not stopped by the scheduler)
+
+STATUS_COMPLETED = "completed"  # train.fit ran to its end (all epochs, or its own patience stop)
+STATUS_STOPPED = "stopped"  # stopped early by the scheduler (ASHA)
+STATUS_ERROR = "error"  # raised (e.g. NonFiniteLossError); see the error column
+
+
+def read_study_settings(study_dir: str | Path) -> dict[str, Any]:
+    """The ``study.json`` heartlab writes when a study starts."""
+    return json.loads((Path(study_dir) / STUDY_FILE).read_text())
+
+
+def read_trials(study_dir: str | Path) -> pl.DataFrame:
+    """One row per trial of a finished study, ranked (``rank`` 1 = best; errored trials have none).
+
+    Columns: ``rank, trial_id, status, error``, one column per searched gin key (``ResNet1D.channels``),
+    ``best_epoch, epochs, time_s, fit_s``, then ``best/<metric>`` (the best epoch's metrics) and
+    ``final/<metric>`` (the last epoch's) for every validation metric, ``train/loss`` and ``lr``.
+    """
+    path = Path(study_dir) / TRIALS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no trials table (the study has not finished; resume it with --resume)")
+    return pl.read_parquet(path)
+
+
+def trial_history(trial_dir: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch results a trial reported, from its ``result.json``.
+
+    Only the latest attempt is kept: a trial restarted after an interruption starts again at epoch 1,
+    and Ray appends to the same file.
+    """
+    path = Path(trial_dir) / "result.json"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a killed driver
+            continue
+        if "epoch" not in row:
+            continue
+        if row["epoch"] == 1:
+            rows = []
+        rows.append(row)
+    return rows
+
+
+def read_history(study_dir: str | Path) -> pl.DataFrame:
+    """One row per trial and epoch: ``trial_id, epoch``, the metrics train.fit reported, ``time_total_s``."""
+    frames = []
+    for trial_dir in sorted(p for p in Path(study_dir).iterdir() if (p / "result.json").is_file()):
+        rows = trial_history(trial_dir)
+        if not rows:
+            continue
+        keep = [
+            {
+                "trial_id": row.get("trial_id", trial_dir.name),
+                "epoch": int(row["epoch"]),
+                **{k: float(v) for k, v in row.items() if _is_metric(k, v)},
+                "time_total_s": float(row.get("time_total_s", float("nan"))),
+            }
+            for row in rows
+        ]
+        frames.append(pl.DataFrame(keep))
+    if not frames:
+        return pl.DataFrame({"trial_id": [], "epoch": []}, schema={"trial_id": pl.String, "epoch": pl.Int64})
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def _is_metric(name: str, value: Any) -> bool:
+    return (name.startswith(("val/", "train/")) or name == "lr") and isinstance(value, (int, float))
+
+
+def summarize_trial(
+    trial_dir: str | Path,
+    *,
+    trial_id: str,
+    values: dict[str, Any],
+    metric: str,
+    mode: str,
+    status: str,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """One row of ``trials.parquet`` for a trial: its sampled values, best and final metrics, time."""
+    trial_dir = Path(trial_dir)
+    history = trial_history(trial_dir)
+    fit_result = _read_json(trial_dir / FIT_RESULT)
+    row: dict[str, Any] = {"trial_id": trial_id, "trial_dir": trial_dir.name, "status": status, "error": error}
+    row.update(values)
+    scored = [r for r in history if isinstance(r.get(metric), (int, float))]
+    best = None
+    if scored:
+        pick = max if mode == "max" else min
+        best = pick(scored, key=lambda r: r[metric])  # the first of equal values, like train.fit
+    last = history[-1] if history else None
+    row["best_epoch"] = int(best["epoch"]) if best else None
+    row["epochs"] = int(last["epoch"]) if last else 0
+    row["time_s"] = float(last["time_total_s"]) if last and "time_total_s" in last else None
+    if fit_result is not None:
+        row["fit_s"] = float(fit_result.get("fit_seconds", float("nan")))
+    elif last is not None and "fit_seconds" in last:
+        row["fit_s"] = float(last["fit_seconds"])
+    else:
+        row["fit_s"] = None
+    row["score"] = float(best[metric]) if best else None
+    for prefix, source in (("best/", best), ("final/", last)):
+        for name, value in (source or {}).items():
+            if _is_metric(name, value):
+                row[f"{prefix}{name}"] = float(value)
+    return row
+
+
+def trials_frame(rows: list[dict[str, Any]], keys: list[str], mode: str) -> pl.DataFrame:
+    """The trials table: rows ranked by ``score`` (best first; trials without a score last, unranked)."""
+    rows = [dict(r) for r in rows]
+    for key in keys:  # values polars cannot put in one column (mixed types, lists) become gin text
+        kinds = {type(r.get(key)) for r in rows if r.get(key) is not None}
+        if len(kinds) > 1 and kinds <= {int, float}:
+            for r in rows:
+                if r.get(key) is not None:
+                    r[key] = float(r[key])
+        elif len(kinds) > 1 or not kinds <= {int, float, str, bool}:
+            from heartlab.search import gin_literal
+
+            for r in rows:
+                if r.get(key) is not None:
+                    r[key] = gin_literal(r[key])
+    scored = sorted(
+        (r for r in rows if r.get("score") is not None and r["status"] != STATUS_ERROR),
+        key=lambda r: r["score"],
+        reverse=mode == "max",
+    )
+    for rank, r in enumerate(scored, start=1):
+        r["rank"] = rank
+    rest = [r for r in rows if r not in scored]
+    for r in rest:
+        r["rank"] = None
+    ordered = scored + rest
+    columns = ["rank", "trial_id", "trial_dir", "status", "error", *keys, "score", "best_epoch", "epochs", "time_s", "fit_s"]
+    metric_columns = sorted({c for r in ordered for c in r if c.startswith(("best/", "final/"))}, key=_metric_order)
+    frame = pl.DataFrame(ordered, infer_schema_length=None)
+    for column in columns + metric_columns:
+        if column not in frame.columns:
+            frame = frame.with_columns(pl.lit(None).alias(column))
+    return frame.select(columns + metric_columns).with_columns(pl.col("rank").cast(pl.Int64))
+
+
+def _metric_order(name: str) -> tuple[int, str]:
+    return (0 if name.startswith("best/") else 1, name)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

@@ -8,7 +8,8 @@ import gin
 import numpy as np
 import pytest
 
-from heartlab.data import BEAT_LENGTH, write_beats
+from heartlab.data import BEAT_LENGTH, read_beats, stratified_split, write_beats
+from helpers import PTB_SAMPLE
 
 
 def synthetic_beats(n_per_class: int, num_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -38,3 +39,14 @@ def clean_gin():
     gin.clear_config()
     yield
     gin.clear_config()
+
+
+@pytest.fixture(scope="session")
+def ptb_files(tmp_path_factory) -> tuple[Path, Path]:
+    """The real PTB sample from ../shared split 80/20 (stratified, seed 0) into train and test files."""
+    if not PTB_SAMPLE.is_file():
+        pytest.skip(f"real PTB sample not found at {PTB_SAMPLE} (../shared is absent)")
+    folder = tmp_path_factory.mktemp("ptb")
+    x, y = read_beats(PTB_SAMPLE, num_classes=2)
+    keep, held = stratified_split(y, 0.2, seed=0)
+    return write_beats(folder / "train.parq", x[keep], y[keep]), write_beats(folder / "test.parq", x[held], y[held])

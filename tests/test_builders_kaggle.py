@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from heartlab.builders.outputs import read_metadata
-from heartlab.cli import main
 from heartlab.data import read_beats
+from helpers import expect_data_error
+from helpers import run_data as run
 
 OUTPUTS = ("heart_big_train.parq", "heart_big_test.parq", "heart_train.parq", "heart_test.parq")
 
@@ -35,23 +36,6 @@ def kaggle_folder(folder: Path, seed: int = 0) -> dict[str, tuple[np.ndarray, np
         write_csv(folder / name, signals, labels.astype(float))
         content[name] = (signals, labels)
     return content
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(["data", *argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def expect_failure(capsys, argv: list[str], out: Path, *words: str) -> str:
-    code, _, err = run(capsys, *argv)
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    for word in words:
-        assert word.lower() in lines[0].lower(), lines[0]
-    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
-    return lines[0]
 
 
 def test_kaggle_round_trip(tmp_path, capsys):
@@ -95,10 +79,10 @@ def test_kaggle_ptb_split_follows_the_seed(tmp_path, capsys):
 
 def test_kaggle_missing_folder_or_file(tmp_path, capsys):
     out = tmp_path / "data"
-    expect_failure(capsys, ["kaggle", str(tmp_path / "nowhere"), "--out", str(out)], out, "nowhere", "no such folder")
+    expect_data_error(capsys, "kaggle", str(tmp_path / "nowhere"), "--out", str(out), words=("nowhere", "no such folder"), out=out)
     kaggle_folder(tmp_path / "kaggle")
     (tmp_path / "kaggle" / "ptbdb_normal.csv").unlink()
-    expect_failure(capsys, ["kaggle", str(tmp_path / "kaggle"), "--out", str(out)], out, "missing ptbdb_normal.csv")
+    expect_data_error(capsys, "kaggle", str(tmp_path / "kaggle"), "--out", str(out), words=("missing ptbdb_normal.csv",), out=out)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +104,7 @@ def test_kaggle_bad_csv_gives_one_error_and_writes_nothing(tmp_path, capsys, nam
     rows = [line.split(",") for line in path.read_text().splitlines()]
     path.write_text("".join(",".join(row) + "\n" for row in edit(rows)))
     out = tmp_path / "data"
-    message = expect_failure(capsys, ["kaggle", str(tmp_path / "kaggle"), "--out", str(out)], out, name, *words)
+    message = expect_data_error(capsys, "kaggle", str(tmp_path / "kaggle"), "--out", str(out), words=(name, *words), out=out)
     assert not out.exists(), message
 
 

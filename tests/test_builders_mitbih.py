@@ -21,30 +21,10 @@ from heartlab.builders.mitbih import (
     extract_beats,
     resample_to_target,
 )
-from heartlab.cli import main
 from heartlab.data import BEAT_LENGTH, read_beats
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-MITDB = SHARED / "data" / "mitdb"
-needs_mitdb = pytest.mark.skipif(
-    not (MITDB / "100.atr").is_file(), reason=f"MIT-BIH records not found in {MITDB} (../shared absent)"
-)
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(["data", *argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def expect_failure(capsys, *argv: str, words: tuple[str, ...] = ()) -> str:
-    code, _, err = run(capsys, *argv)
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    for word in words:
-        assert word.lower() in lines[0].lower(), lines[0]
-    return lines[0]
+from helpers import MITDB, needs_mitdb
+from helpers import expect_data_error as expect_failure
+from helpers import run_data as run
 
 
 def link_records(target: Path, ids, extensions=("hea", "dat", "atr")) -> Path:

@@ -12,25 +12,9 @@ from heartlab.builders.outputs import StagedOutputs, read_metadata
 from heartlab.cli import main
 from heartlab.data import read_beats, stratified_split, write_beats
 from heartlab.errors import HeartlabError
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PTB_SAMPLE = SHARED / "data" / "ptb" / "ptb_beats_sample.parq"
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(["data", *argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def expect_failure(capsys, *argv: str, words: tuple[str, ...] = ()) -> str:
-    code, _, err = run(capsys, *argv)
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    for word in words:
-        assert word.lower() in lines[0].lower(), lines[0]
-    return lines[0]
+from helpers import PTB_SAMPLE, needs_ptb_sample
+from helpers import expect_data_error as expect_failure
+from helpers import run_data as run
 
 
 def test_data_without_a_subcommand_is_a_usage_error(capsys):
@@ -74,7 +58,7 @@ def test_split_seed_and_test_size(make_beats, tmp_path, capsys):
     assert not np.array_equal(outs[0], outs[2])
 
 
-@pytest.mark.skipif(not PTB_SAMPLE.is_file(), reason=f"real PTB sample not found at {PTB_SAMPLE} (../shared absent)")
+@needs_ptb_sample
 def test_split_of_the_real_ptb_sample(tmp_path, capsys):
     train, test = tmp_path / "data" / "heart_train.parq", tmp_path / "data" / "heart_test.parq"
     code, _, err = run(
@@ -161,7 +145,7 @@ def test_info_schema_problems_are_one_error_line(tmp_path, make_beats, capsys):
     expect_failure(capsys, "info", str(make_beats(3, 2)), "--dataset", "ecg", words=("unknown dataset",))
 
 
-@pytest.mark.skipif(not PTB_SAMPLE.is_file(), reason=f"real PTB sample not found at {PTB_SAMPLE} (../shared absent)")
+@needs_ptb_sample
 def test_info_on_the_real_ptb_sample(capsys):
     code, out, _ = run(capsys, "info", str(PTB_SAMPLE), "--dataset", "ptb")
     assert code == 0

@@ -11,8 +11,7 @@ import pytest
 
 from heartlab.data import is_synthetic
 from heartlab.quickstart import data_bindings
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 CONFIG = ROOT / "configs" / "ptb_resnet1d.gin"
 
 

@@ -6,29 +6,13 @@ import json
 from pathlib import Path
 
 import gin
-import pytest
 import torch
 from tensorboard.backend.event_processing import event_accumulator
 
 from heartlab import cli, train
 from heartlab.config import load_config
-from heartlab.data import read_beats, stratified_split, write_beats
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-PTB_SAMPLE = ROOT.parent / "shared" / "data" / "ptb" / "ptb_beats_sample.parq"
-
-pytestmark = pytest.mark.skipif(
-    not PTB_SAMPLE.exists(), reason=f"real PTB sample not found at {PTB_SAMPLE} (../shared is absent)"
-)
-
-
-@pytest.fixture(scope="module")
-def ptb_files(tmp_path_factory) -> tuple[Path, Path]:
-    """The PTB sample split 80/20 (stratified, seed 0) into train and test files."""
-    folder = tmp_path_factory.mktemp("ptb")
-    x, y = read_beats(PTB_SAMPLE, num_classes=2)
-    keep, held = stratified_split(y, 0.2, seed=0)
-    return write_beats(folder / "train.parq", x[keep], y[keep]), write_beats(folder / "test.parq", x[held], y[held])
 
 
 def bindings(ptb_files, runs_root: Path, *extra: str) -> list[str]:
@@ -48,13 +32,6 @@ def read_scalars(run_dir: Path) -> event_accumulator.EventAccumulator:
     accumulator = event_accumulator.EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
     accumulator.Reload()
     return accumulator
-
-
-@pytest.fixture(autouse=True)
-def fresh_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 def test_train_cli_leaves_a_complete_run(ptb_files, tmp_path, capsys):

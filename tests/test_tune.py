@@ -26,26 +26,12 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from heartlab import results
-from heartlab.data import read_beats, stratified_split, write_beats
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-PTB_SAMPLE = ROOT.parent / "shared" / "data" / "ptb" / "ptb_beats_sample.parq"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not PTB_SAMPLE.exists(), reason=f"real PTB sample not found at {PTB_SAMPLE}"),
-]
+pytestmark = pytest.mark.slow  # the real PTB sample comes from the ptb_files fixture (skips without ../shared)
 
 TIMEOUT = 240  # seconds per hypertune.py run; a hung Ray fails the test instead of the suite
-
-
-@pytest.fixture(scope="module")
-def ptb_files(tmp_path_factory) -> tuple[Path, Path]:
-    """The PTB sample split 80/20 (stratified, seed 0) into train and test files."""
-    folder = tmp_path_factory.mktemp("ptb")
-    x, y = read_beats(PTB_SAMPLE, num_classes=2)
-    keep, held = stratified_split(y, 0.2, seed=0)
-    return write_beats(folder / "train.parq", x[keep], y[keep]), write_beats(folder / "test.parq", x[held], y[held])
 
 
 def study_config(folder: Path, ptb_files, body: str) -> Path:

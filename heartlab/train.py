@@ -249,8 +249,10 @@ def fit(
     run_path.mkdir(parents=True, exist_ok=True)
     with removed_if_untrained(run_path, created=run_dir is None):
         return _train(
-            net, loss_fn, opt, scheduler, per_batch, data, run_path, config, epochs, batch_size, eval_batch_size,
-            monitor, mode, patience, seed, bf16, on_epoch_end, evaluate_test,
+            net=net, loss_fn=loss_fn, opt=opt, scheduler=scheduler, per_batch=per_batch, data=data,
+            run_path=run_path, config=config, epochs=epochs, batch_size=batch_size,
+            eval_batch_size=eval_batch_size, monitor=monitor, mode=mode, patience=patience, seed=seed, bf16=bf16,
+            on_epoch_end=on_epoch_end, evaluate_test=evaluate_test,
         )
 
 
@@ -266,7 +268,7 @@ def removed_if_untrained(run_path: Path, created: bool):
 
 
 def _train(
-    net, loss_fn, opt, scheduler, per_batch, data: Splits, run_path: Path, config: str, epochs: int, batch_size: int,
+    *, net, loss_fn, opt, scheduler, per_batch, data: Splits, run_path: Path, config: str, epochs: int, batch_size: int,
     eval_batch_size: int, monitor: str, mode: str, patience: int | None, seed: int, bf16: bool, on_epoch_end,
     evaluate_test: bool,
 ) -> FitResult:

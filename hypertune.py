@@ -10,7 +10,7 @@ The config's search section says what to sample; see heartlab/search.py and READ
 import argparse
 import sys
 
-from heartlab.errors import HeartlabError
+from heartlab.errors import HeartlabError, report
 from heartlab.tune import add_tune_arguments, run_from_args
 
 
@@ -21,8 +21,7 @@ def main(argv=None) -> int:
     try:
         return run_from_args(args)
     except HeartlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report(exc)
 
 
 if __name__ == "__main__":

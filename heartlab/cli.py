@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from loguru import logger
 
 from heartlab.data_cli import add_data_parser
-from heartlab.errors import HeartlabError
+from heartlab.errors import HeartlabError, report
 from heartlab.quickstart import add_quickstart_parser
 from heartlab.tune import add_tune_arguments, run_from_args
 
@@ -58,9 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except HeartlabError as exc:
-        # gin appends "In call to configurable ..." lines to errors raised inside configurables.
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
+        return report(exc)
 
 
 if __name__ == "__main__":

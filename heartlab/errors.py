@@ -11,3 +11,16 @@ class BeatFileError(HeartlabError):
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the run cannot continue."""
+
+
+def report(exc: HeartlabError) -> int:
+    """Print a user error as one ``error: ...`` line on stderr; returns the exit code 2.
+
+    gin appends "In call to configurable ..." lines to errors raised inside configurables; only the first
+    line, which states the problem, is shown.
+    """
+    import sys
+
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    print(f"error: {lines[0]}", file=sys.stderr)
+    return 2

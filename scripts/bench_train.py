@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from heartlab import train
 from heartlab.config import load_config
 from heartlab.data import BEAT_LENGTH, Split, as_view, get_dataset, load_splits
-from heartlab.errors import HeartlabError
+from heartlab.errors import HeartlabError, report
 
 
 def gemm_gmacs(size: int = 4096, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
@@ -119,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         load_config(args.config, args.bind)
     except HeartlabError as exc:
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
+        return report(exc)
     batch_size = gin.query_parameter("fit.batch_size")
     dataset = get_dataset(gin.query_parameter("load_splits.dataset"))
     split, source = training_data(dataset.num_classes, 20_000)

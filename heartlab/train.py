@@ -13,6 +13,8 @@ epoch), and evaluation runs under ``torch.inference_mode`` in large batches.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import math
 import shutil
@@ -236,12 +238,7 @@ def fit(
         raise HeartlabError(f"fit.batch_size must be at least 2 (BatchNorm needs two beats), got {batch_size}")
 
     torch.manual_seed(seed)
-    try:
-        net = model(num_classes=len(classes))
-        loss_fn = loss(class_counts=data.train.class_counts(len(classes)).tolist())
-        opt = optimizer(net.parameters())
-    except (ValueError, TypeError) as exc:  # the configurables' own argument checks
-        raise HeartlabError(f"cannot build the model, loss or optimizer: {str(exc).splitlines()[0]}") from None
+    net, loss_fn, opt = build(model, loss, optimizer, data.train.class_counts(len(classes)).tolist())
     scheduler, per_batch = make_schedule(schedule, opt, epochs * steps_per_epoch(len(data.train), batch_size), mode)
     config = gin.operative_config_str()
 
@@ -254,6 +251,41 @@ def fit(
             eval_batch_size=eval_batch_size, monitor=monitor, mode=mode, patience=patience, seed=seed, bf16=bf16,
             on_epoch_end=on_epoch_end, evaluate_test=evaluate_test,
         )
+
+
+def build(
+    model: Callable, loss: Callable, optimizer: Callable, class_counts: list[int]
+) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    """Model, loss and optimizer from their classes, as every run builds them: the model sized for the
+    number of classes, the loss weighted by ``class_counts`` (beats per class in the training split).
+
+    Raises:
+        HeartlabError: a configurable rejected its arguments (e.g. an even ``ResNet1D.kernel_size``).
+    """
+    try:
+        net = model(num_classes=len(class_counts))
+        loss_fn = loss(class_counts=class_counts)
+        return net, loss_fn, optimizer(net.parameters())
+    except (ValueError, TypeError) as exc:  # the configurables' own argument checks
+        raise HeartlabError(f"cannot build the model, loss or optimizer: {str(exc).splitlines()[0]}") from None
+
+
+def bound(name: str):
+    """``fit.<name>`` as the current gin config binds it, or ``fit``'s default where it is unbound."""
+    bindings = gin.get_bindings(fit)
+    if name in bindings:
+        return bindings[name]
+    default = inspect.signature(fit).parameters[name].default
+    if default is gin.REQUIRED:
+        raise HeartlabError(f"fit.{name} is not bound (e.g. fit.model = @ResNet1D)")
+    return default
+
+
+def build_configured(class_counts: list[int], **model_overrides) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    """:func:`build` with the model, loss and optimizer the current gin config binds to ``fit``
+    (``model_overrides`` are passed to the model, e.g. ``backend='conv1d'``)."""
+    model = functools.partial(bound("model"), **model_overrides)
+    return build(model, bound("loss"), bound("optimizer"), class_counts)
 
 
 @contextlib.contextmanager
@@ -359,13 +391,10 @@ def evaluate_run(run_dir: str | Path, data: Splits) -> dict:
     run_dir = Path(run_dir)
     gin.clear_config()
     gin.parse_config_file(str(run_dir / CONFIG_NAME))
-    num_classes = len(data.classes)
-    net = gin.query_parameter("fit.model").scoped_configurable_fn(num_classes=num_classes)
-    loss_ref = gin.query_parameter("fit.loss")
-    loss_fn = loss_ref.scoped_configurable_fn(class_counts=data.train.class_counts(num_classes).tolist())
+    net, loss_fn, _ = build_configured(data.train.class_counts(len(data.classes)).tolist())
     state = torch.load(run_dir / CHECKPOINT_NAME, weights_only=True)
     net.load_state_dict(state["model_state"])
-    bf16 = bool(gin.query_parameter("fit.bf16"))
+    bf16 = bool(bound("bf16"))
     result = evaluate_test_split(net, loss_fn, data, 4096, bf16)
     result["best_epoch"] = state["epoch"]
     return result

@@ -341,15 +341,8 @@ def dry_run(study_text: str, space: SearchSpace, data) -> dict[str, Any]:
     parse_text(study_text + "\n".join(binding_lines(point)) + "\n")
     num_classes = len(data.classes)
     try:
-        fit_bindings = gin.get_bindings(train.fit)
-        if "model" not in fit_bindings:
-            raise HeartlabError("fit.model is not bound (e.g. fit.model = @ResNet1D)")
-        model_fn = fit_bindings["model"]
-        loss_fn = fit_bindings.get("loss", train.losses.WeightedCrossEntropy)
-        optimizer_fn = fit_bindings.get("optimizer", torch.optim.AdamW)
-        model = model_fn(num_classes=num_classes)
-        loss = loss_fn(class_counts=data.train.class_counts(num_classes).tolist())
-        optimizer_fn(model.parameters())
+        model_fn, loss_fn, optimizer_fn = train.bound("model"), train.bound("loss"), train.bound("optimizer")
+        model, loss, _ = train.build(model_fn, loss_fn, optimizer_fn, data.train.class_counts(num_classes).tolist())
         model.eval()
         with torch.no_grad():
             logits = model(as_view(data.train.x[:2], model.input_view))

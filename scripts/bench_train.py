@@ -59,14 +59,10 @@ def training_data(num_classes: int, beats: int) -> tuple[Split, str]:
         return Split(x, y), f"{beats} random beats ({str(exc).splitlines()[0]})"
 
 
-def build(num_classes: int, class_counts: list[int], **model_overrides):
-    """Model, loss and optimizer exactly as `fit` builds them from the loaded config."""
+def build(class_counts: list[int], **model_overrides):
+    """Model, loss and optimizer exactly as `fit` builds them from the loaded config, seeded alike."""
     torch.manual_seed(0)
-    model_fn = gin.query_parameter("fit.model").scoped_configurable_fn
-    net = model_fn(num_classes=num_classes, **model_overrides)
-    loss_fn = gin.query_parameter("fit.loss").scoped_configurable_fn(class_counts=class_counts)
-    optimizer = gin.query_parameter("fit.optimizer").scoped_configurable_fn(net.parameters())
-    return net, loss_fn, optimizer
+    return train.build_configured(class_counts, **model_overrides)
 
 
 def macs_per_beat(net, loss_fn, split: Split, batch_size: int) -> float:
@@ -129,15 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     window = Split(split.x[window_index], split.y[window_index])
     window_beats = len(window)  # fewer than steps * batch_size when the training split is small
 
-    net, loss_fn, optimizer = build(dataset.num_classes, counts)
+    net, loss_fn, optimizer = build(counts)
     model_name = type(net).__name__
     rows: dict[str, tuple[Callable[[], None], float]] = {}
     macs = macs_per_beat(net, loss_fn, window, batch_size)
     for precision, bf16 in (("fp32", False), ("bf16", True)):
         for kind, make in (("trainer", trainer_window), ("bare", bare_window)):
-            rows[f"{kind} {precision}"] = (make(*build(dataset.num_classes, counts), window, batch_size, bf16), macs)
+            rows[f"{kind} {precision}"] = (make(*build(counts), window, batch_size, bf16), macs)
     if model_name == "ResNet1D":
-        reference = build(dataset.num_classes, counts, backend="conv1d")
+        reference = build(counts, backend="conv1d")
         reference_macs = macs_per_beat(reference[0], reference[1], window, batch_size)
         for precision, bf16 in (("fp32", False), ("bf16", True)):
             rows[f"bare conv1d {precision}"] = (bare_window(*reference, window, batch_size, bf16), reference_macs)
@@ -179,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.epoch:
         for precision, bf16 in (("fp32", False), ("bf16", True)):
-            net_e, loss_e, opt_e = build(dataset.num_classes, counts)
+            net_e, loss_e, opt_e = build(counts)
             generator = torch.Generator().manual_seed(0)
             for _ in range(2):  # the first epoch warms up; the second is timed
                 started = time.perf_counter()

@@ -7,9 +7,8 @@ import pytest
 from loguru import logger
 
 from heartlab.builders.demo import README_NAME, synthesize
-from heartlab.builders.outputs import read_metadata
 from heartlab.cli import main
-from heartlab.data import BEAT_LENGTH, read_beats
+from heartlab.data import BEAT_LENGTH, read_beats, read_metadata
 
 FILES = {"heart_big_train.parq": 5, "heart_big_test.parq": 5, "heart_train.parq": 2, "heart_test.parq": 2}
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heartlab.builders.outputs import read_metadata
-from heartlab.data import read_beats
+from heartlab.data import read_beats, read_metadata
 from helpers import expect_data_error
 from helpers import run_data as run
 

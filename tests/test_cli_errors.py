@@ -135,16 +135,17 @@ def test_config_with_unclosed_bracket_gives_error(tmp_path, capsys):
     assert_one_error_line(capsys.readouterr().err, str(config))
 
 
+def heartlab_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`heartlab ARGS...` as a real process (python -m heartlab.cli)."""
+    return subprocess.run(
+        [sys.executable, "-m", "heartlab.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
 def test_subprocess_bad_input_exit_code_and_single_stderr_line(experiment, good_files, tmp_path):
     bad = bad_file("not_parquet", tmp_path)
     runs = tmp_path / "runs"
-    completed = subprocess.run(
-        [sys.executable, "-m", "heartlab.cli", *train_args(experiment, runs, bad, good_files[1])],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    completed = heartlab_process(train_args(experiment, runs, bad, good_files[1]), cwd=tmp_path)
     assert completed.returncode == 2, completed.stderr
     assert_one_error_line(completed.stderr, str(bad), "parquet")
     assert completed.stdout == ""
@@ -156,13 +157,7 @@ def test_subprocess_real_config_from_another_directory_single_stderr_line(good_f
     `include 'configs/base.gin'` resolves (documented), and a bad data file still gives exactly one line."""
     bad = bad_file("nan", tmp_path)
     runs = tmp_path / "runs"
-    completed = subprocess.run(
-        [sys.executable, "-m", "heartlab.cli", *train_args(ROOT / "configs" / "ptb_cnn2d.gin", runs, bad, good_files[1])],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    completed = heartlab_process(train_args(ROOT / "configs" / "ptb_cnn2d.gin", runs, bad, good_files[1]), cwd=tmp_path)
     assert completed.returncode == 2, completed.stderr
     assert_one_error_line(completed.stderr, str(bad), "NaN")
     assert run_dirs(runs) == []

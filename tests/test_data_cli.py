@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from heartlab.builders.outputs import StagedOutputs, read_metadata
+from heartlab.builders.outputs import StagedOutputs
 from heartlab.cli import main
-from heartlab.data import read_beats, stratified_split, write_beats
+from heartlab.data import read_beats, read_metadata, stratified_split, write_beats
 from heartlab.errors import HeartlabError
 from helpers import PTB_SAMPLE, needs_ptb_sample
 from helpers import expect_data_error as expect_failure

@@ -246,7 +246,7 @@ BAD_SECTIONS = {
     ),
     "dry run": (
         "search.space = {'ResNet1D.kernel_size': 'choice([4])'}",
-        "dry run (ResNet1D.kernel_size = 4): ValueError: ResNet1D.kernel_size must be odd",
+        "dry run (ResNet1D.kernel_size = 4): cannot build the model, loss or optimizer: ResNet1D.kernel_size must be odd",
         "",
     ),
     "optuna with grid": (

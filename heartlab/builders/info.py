@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heartlab.builders.outputs import read_metadata
-from heartlab.data import BEAT_LENGTH, DATASETS, get_dataset, read_beats
+from heartlab.data import BEAT_LENGTH, DATASETS, get_dataset, read_beats, read_metadata
 
 
 def describe_file(path: str | Path, dataset: str | None = None) -> str:

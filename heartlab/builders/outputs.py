@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from heartlab.data import write_beats
+from heartlab.data import METADATA_PREFIX, write_beats
 from heartlab.errors import HeartlabError
 
-METADATA_PREFIX = "heartlab."
 
 
 class StagedOutputs:
@@ -109,16 +108,6 @@ def add_metadata(path: str | Path, metadata: Mapping[str, str]) -> None:
     merged = dict(table.schema.metadata or {})
     merged.update({f"{METADATA_PREFIX}{k}".encode(): str(v).encode() for k, v in metadata.items()})
     pq.write_table(table.replace_schema_metadata(merged), path)
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The ``heartlab.*`` key-value entries of a parquet file (without the prefix); ``{}`` if none."""
-    raw = pq.read_schema(path).metadata or {}
-    return {
-        k.decode()[len(METADATA_PREFIX) :]: v.decode()
-        for k, v in raw.items()
-        if k.decode(errors="replace").startswith(METADATA_PREFIX)
-    }
 
 
 def write_beat_file(

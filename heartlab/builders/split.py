@@ -10,8 +10,8 @@ from pathlib import Path
 
 from loguru import logger
 
-from heartlab.builders.outputs import StagedOutputs, count_table, read_metadata, write_beat_file
-from heartlab.data import get_dataset, read_beats, stratified_split
+from heartlab.builders.outputs import StagedOutputs, count_table, write_beat_file
+from heartlab.data import get_dataset, read_beats, read_metadata, stratified_split
 from heartlab.errors import HeartlabError
 
 DEFAULT_SEED = 0

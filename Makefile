@@ -1,4 +1,6 @@
-# make test   - set up .venv on a fresh machine (CPU torch first) and run the test suite
+# make test   - set up .venv on a fresh machine (CPU torch first), lint, and run the test suite
+# make test-fast - the same without the slow end-to-end tests (training, Ray studies)
+# make lint   - ruff over the package, scripts and tests (settings in pyproject.toml)
 # make quickstart - set up .venv and run the main job end to end: a short hypertuning study on the
 #                   beat files in data/, or on generated SYNTHETIC demo beats when data/ has none
 VENV ?= .venv
@@ -8,7 +10,7 @@ PY := $(VENV)/bin/python
 # With internet and no local wheel: make TORCH_INSTALL="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 TORCH_INSTALL ?= torch==2.13.0
 
-.PHONY: setup test test-fast quickstart clean
+.PHONY: setup lint test test-fast quickstart clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +21,14 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
-test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+test-fast: lint
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 quickstart: setup
 	$(VENV)/bin/heartlab quickstart

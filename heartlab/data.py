@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 import torch
 from loguru import logger
 
+from heartlab import checks
 from heartlab.errors import BeatFileError
+from heartlab.files import write_atomic
 
 BEAT_LENGTH = 187  # samples per beat (1.5 s at 125 Hz)
 PADDED_LENGTH = 192  # BEAT_LENGTH zero-padded so that it reshapes to 16 x 12
@@ -28,26 +30,49 @@ TARGET_COLUMN = "target"
 METADATA_PREFIX = "heartlab."  # prefix of heartlab's parquet key-value metadata (e.g. heartlab.synthetic)
 
 
+DATA_DIR = "data"  # where experiments look for beat files, relative to the current directory
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A named dataset: its class names (index = label) and its default train/test files."""
+    """A named dataset: its class names (index = label) and the names of its train/test files.
+
+    This registry is the one source of the file names: configs name only the dataset, and the builders
+    (``heartlab data ...``) and the quickstart write these names.
+    """
 
     name: str
     classes: tuple[str, ...]
-    train_file: str
-    test_file: str
+    train_name: str  # file name of the training file (split into train/validation)
+    test_name: str  # file name of the test file (evaluated once, at the end)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def train_file(self) -> str:
+        """The default training file, ``data/<train_name>``."""
+        return f"{DATA_DIR}/{self.train_name}"
+
+    @property
+    def test_file(self) -> str:
+        return f"{DATA_DIR}/{self.test_name}"
+
 
 DATASETS: dict[str, DatasetSpec] = {
-    "ptb": DatasetSpec("ptb", ("normal", "abnormal"), "data/heart_train.parq", "data/heart_test.parq"),
-    "arrhythmia": DatasetSpec(
-        "arrhythmia", ("N", "S", "V", "F", "Q"), "data/heart_big_train.parq", "data/heart_big_test.parq"
-    ),
+    "ptb": DatasetSpec("ptb", ("normal", "abnormal"), "heart_train.parq", "heart_test.parq"),
+    "arrhythmia": DatasetSpec("arrhythmia", ("N", "S", "V", "F", "Q"), "heart_big_train.parq", "heart_big_test.parq"),
 }
+
+
+def dataset_files() -> dict[str, str]:
+    """``{'<dataset>_train': file name, '<dataset>_test': file name}`` for every registered dataset."""
+    return {
+        f"{spec.name}_{split}": name
+        for spec in DATASETS.values()
+        for split, name in (("train", spec.train_name), ("test", spec.test_name))
+    }
 
 
 def get_dataset(name: str) -> DatasetSpec:
@@ -139,12 +164,7 @@ def write_beats(path: str | Path, signals: np.ndarray, labels: np.ndarray) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = {name: signals[:, i] for i, name in enumerate(SIGNAL_COLUMNS)}
     columns[TARGET_COLUMN] = labels.astype(np.float64)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        pl.DataFrame(columns).write_parquet(partial)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_atomic(path, lambda partial: pl.DataFrame(columns).write_parquet(partial))
     return path
 
 
@@ -240,10 +260,17 @@ def load_splits(
         train_file: parquet file to train and validate on; ``None`` takes the dataset's default
             (``data/heart_train.parq`` or ``data/heart_big_train.parq``).
         test_file: parquet file evaluated once after training; ``None`` takes the dataset's default.
-        valid_fraction: fraction (0..1) of every class of the training file held out for validation.
-        seed: seed of the stratified train/validation split.
+        valid_fraction: fraction, strictly between 0 and 1, of every class of the training file held out
+            for validation.
+        seed: seed (>= 0) of the stratified train/validation split.
+
+    Raises:
+        BeatFileError: a bad file, a setting out of range, or a train or validation split without a beat
+            of some class (its recall could not be trained or measured).
     """
     spec = get_dataset(dataset)
+    checks.number("load_splits.valid_fraction", valid_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    checks.whole("load_splits.seed", seed, 0)
     train_file, test_file = train_file or spec.train_file, test_file or spec.test_file
     train_x, train_y = read_beats(train_file, spec.num_classes)
     test_x, test_y = read_beats(test_file, spec.num_classes)
@@ -254,19 +281,25 @@ def load_splits(
             "real ECGs (bring real data with `heartlab data mitbih|kaggle|split`)"
         )
     keep, held = stratified_split(train_y, valid_fraction, seed)
-    if held.size == 0:
-        raise BeatFileError(
-            f"{train_file}: too few rows ({train_y.size}) for a validation split "
-            f"of {valid_fraction:g}"
-        )
     train_x_t, train_y_t = torch.from_numpy(train_x), torch.from_numpy(train_y)
-    return Splits(
+    splits = Splits(
         dataset=spec,
         train=Split(train_x_t[keep], train_y_t[keep]),
         valid=Split(train_x_t[held], train_y_t[held]),
         test=Split(torch.from_numpy(test_x), torch.from_numpy(test_y)),
         synthetic=synthetic,
     )
+    in_file = np.bincount(train_y, minlength=spec.num_classes).tolist()
+    for name, split in (("training", splits.train), ("validation", splits.valid)):
+        counts = split.class_counts(spec.num_classes).tolist()
+        missing = [f"{c} ({i})" for i, (c, n) in enumerate(zip(spec.classes, counts)) if n == 0]
+        if missing:
+            raise BeatFileError(
+                f"{train_file}: the {name} split holds no beat of class {', '.join(missing)} (the file holds "
+                f"{', '.join(f'{c} {n}' for c, n in zip(spec.classes, in_file))}); train and validation must each "
+                f"hold every class: add beats of it or change load_splits.valid_fraction ({valid_fraction:g})"
+            )
+    return splits
 
 
 def as_view(x: torch.Tensor, view: str) -> torch.Tensor:

@@ -17,12 +17,13 @@ from typing import Any
 
 import polars as pl
 
+from heartlab.runs import FIT_RESULT
+
 STUDY_FILE = "study.json"  # the study's settings: metric, mode, parameter names, config, bindings
 STUDY_CONFIG = "study.gin"  # the config every trial parses before its sampled bindings
 TRIALS_FILE = "trials.parquet"
 BEST_CONFIG = "best.gin"
 BEST_TEST_METRICS = "best_test_metrics.json"
-FIT_RESULT = "fit_result.json"  # written by a trial whose train.fit returned (not stopped by the scheduler)
 
 STATUS_COMPLETED = "completed"  # train.fit ran to its end (all epochs, or its own patience stop)
 STATUS_STOPPED = "stopped"  # stopped early by the scheduler (ASHA)
@@ -50,27 +51,38 @@ def read_trials(study_dir: str | Path) -> pl.DataFrame:
 def trial_history(trial_dir: str | Path) -> list[dict[str, Any]]:
     """The per-epoch results a trial reported, from its ``result.json``.
 
-    Only the latest attempt is kept: a trial restarted after an interruption starts again at epoch 1,
-    and Ray appends to the same file.
+    Only the latest attempt is kept: a trial restarted after an interruption starts again at epoch 1 and
+    Ray appends to the same file, so an epoch that does not follow the previous one starts a new attempt.
+    A record cut short by a killed driver is skipped; when Ray then appends the next record to that cut
+    line, the next record is still read.
     """
     path = Path(trial_dir) / "result.json"
     if not path.is_file():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line:
+    rows: list[dict[str, Any]] = []
+    for record in _json_records(path.read_text()):
+        if "epoch" not in record:
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a killed driver
-            continue
-        if "epoch" not in row:
-            continue
-        if row["epoch"] == 1:
+        if rows and record["epoch"] <= rows[-1]["epoch"]:
             rows = []
-        rows.append(row)
+        rows.append(record)
     return rows
+
+
+def _json_records(text: str):
+    """Every JSON object in ``text``, one or more per line; fragments that do not parse are skipped."""
+    decoder = json.JSONDecoder()
+    for line in text.splitlines():
+        start = line.find("{")
+        while start != -1:
+            try:
+                record, end = decoder.raw_decode(line, start)
+            except json.JSONDecodeError:
+                start = line.find("{", start + 1)
+                continue
+            if isinstance(record, dict):
+                yield record
+            start = line.find("{", end)
 
 
 def read_history(study_dir: str | Path) -> pl.DataFrame:

@@ -12,8 +12,8 @@ An experiment file may end with a search section::
     }
 
 Each key of ``search.space`` is a gin binding key (``[scope/]Configurable.parameter``); each value is a
-string naming one of Ray Tune's sampling functions. The strings are parsed with :mod:`ast` against a
-whitelist (:data:`DISTRIBUTIONS`) and their arguments must be literals: nothing is ever ``eval``-ed.
+string naming one of Ray Tune's sampling functions (see :mod:`heartlab.distributions`: parsed against a
+whitelist, literal arguments only, never ``eval``-ed).
 
 This module only reads and checks the section; :mod:`heartlab.tune` runs the study. ``search`` is a gin
 configurable: a search section starts with ``import heartlab.search`` so that the file also parses under
@@ -22,29 +22,37 @@ configurable: a search section starts with ``import heartlab.search`` so that th
 
 from __future__ import annotations
 
-import ast
 import difflib
-import inspect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gin
-from gin import config_parser
 
+from heartlab import checks
+from heartlab.config import check_binding_key
+from heartlab.distributions import Distribution, binding_lines, gin_literal, parse_distribution, to_python
 from heartlab.errors import HeartlabError
 
-# name -> (positional parameter names, optional parameter names). The functions themselves are
-# looked up on ray.tune when the space is built, so reading a search section does not import Ray.
-DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "uniform": (("lower", "upper"), ()),
-    "quniform": (("lower", "upper", "q"), ()),
-    "loguniform": (("lower", "upper"), ()),
-    "qloguniform": (("lower", "upper", "q"), ()),
-    "randint": (("lower", "upper"), ()),
-    "qrandint": (("lower", "upper"), ("q",)),
-    "choice": (("categories",), ()),
-    "grid_search": (("values",), ()),
+__all__ = [  # the distribution helpers are re-exported: a search space is read with them
+    "Distribution", "SearchSettings", "SearchSpace", "binding_lines", "check_binding_key", "check_metric",
+    "check_searchable", "check_settings", "gin_literal", "parse_distribution", "parse_space", "read_settings",
+    "search", "to_python", "values_to_check",
+]
+
+# What a study cannot search: selector (or "fit.<parameter>") -> why. The data is loaded once by the driver;
+# a trial's threads, run directory and selection metric are set by the study; ASHA's rungs need one
+# number of epochs for all trials.
+UNSEARCHABLE = {
+    "heartlab.data.load_splits": "the data is loaded once by the driver and shared by all trials",
+    "heartlab.search.search": "the search section configures the study itself",
+    "fit.epochs": "every trial runs search.max_epochs (or fit.epochs) epochs, and ASHA's rungs are sized from "
+    "it; set search.max_epochs instead",
+    "fit.num_threads": "a trial's threads follow search.cpus_per_trial",
+    "fit.experiment": "trials write into the study directory",
+    "fit.runs_root": "trials write into the study directory",
+    "fit.monitor": "the study sets it to search.metric",
+    "fit.monitor_mode": "the study sets it to search.mode",
 }
 
 SCHEDULERS = ("asha", "none")
@@ -149,239 +157,19 @@ def check_settings(settings: SearchSettings) -> None:
     for key, value in settings.space.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise fail(f"search.space entries must be 'key': 'distribution' strings, got {key!r}: {value!r}")
-    if settings.mode not in MODES:
-        raise fail(f"search.mode must be 'max' or 'min', got {settings.mode!r}")
-    if settings.algorithm not in ALGORITHMS:
-        raise fail(f"search.algorithm must be one of {', '.join(ALGORITHMS)}, got {settings.algorithm!r}")
-    if settings.scheduler not in SCHEDULERS:
-        raise fail(f"search.scheduler must be one of {', '.join(SCHEDULERS)}, got {settings.scheduler!r}")
-    if not _is_int(settings.num_samples) or settings.num_samples < 1:
-        raise fail(f"search.num_samples must be a whole number >= 1, got {settings.num_samples!r}")
-    if not _is_int(settings.grace_period) or settings.grace_period < 1:
-        raise fail(f"search.grace_period must be a whole number of epochs >= 1, got {settings.grace_period!r}")
-    if not isinstance(settings.reduction_factor, (int, float)) or settings.reduction_factor < 2:
-        raise fail(f"search.reduction_factor must be a number >= 2, got {settings.reduction_factor!r}")
-    if settings.max_epochs is not None and (not _is_int(settings.max_epochs) or settings.max_epochs < 1):
-        raise fail(f"search.max_epochs must be a whole number >= 1 or None, got {settings.max_epochs!r}")
-    if not isinstance(settings.cpus_per_trial, (int, float)) or settings.cpus_per_trial <= 0:
-        raise fail(f"search.cpus_per_trial must be a positive number, got {settings.cpus_per_trial!r}")
-    if settings.max_concurrent_trials is not None and (
-        not _is_int(settings.max_concurrent_trials) or settings.max_concurrent_trials < 1
-    ):
-        raise fail(
-            f"search.max_concurrent_trials must be a whole number >= 1 or None, "
-            f"got {settings.max_concurrent_trials!r}"
-        )
-    if settings.seed is not None and not _is_int(settings.seed):
-        raise fail(f"search.seed must be a whole number or None, got {settings.seed!r}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Distribution strings
-# ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """One parsed distribution string: the function name and its literal arguments."""
-
-    text: str
-    name: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_grid(self) -> bool:
-        return self.name == "grid_search"
-
-    def to_ray(self) -> Any:
-        """The Ray Tune domain (or ``{'grid_search': [...]}``) this string describes."""
-        from ray import tune
-
-        return getattr(tune, self.name)(*self.args, **self.kwargs)
-
-    def sample(self, seed: int = 0) -> Any:
-        """One value drawn by Ray's own sampler (for the dry run); grids give their first value."""
-        if self.is_grid:
-            return to_python(self.args[0][0])
-        import numpy as np
-
-        return to_python(self.to_ray().sample(random_state=np.random.default_rng(seed)))
-
-
-def parse_distribution(text: str, key: str = "") -> Distribution:
-    """Parse one distribution string such as ``'loguniform(1e-4, 3e-3)'``.
-
-    Only the functions in :data:`DISTRIBUTIONS` are accepted, with literal arguments (numbers, strings,
-    lists, tuples, booleans, ``None``). Argument counts and ranges are checked here so that a bad string
-    fails before Ray starts.
-
-    Raises:
-        HeartlabError: naming ``key``, the string and what is wrong with it.
-    """
-    where = f"search.space[{key!r}]" if key else "distribution"
-    allowed = ", ".join(DISTRIBUTIONS)
-
-    def fail(problem: str) -> HeartlabError:
-        return HeartlabError(f"{where} = {text!r}: {problem}")
-
-    if not isinstance(text, str):
-        raise fail(f"must be a string such as 'uniform(0.0, 1.0)' (one of {allowed})")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise fail(f"not a valid expression ({exc.msg}); expected e.g. 'uniform(0.0, 1.0)'") from None
-    call = tree.body
-    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
-        raise fail(f"expected a call to one of {allowed}")
-    name = call.func.id
-    if name not in DISTRIBUTIONS:
-        near = difflib.get_close_matches(name, DISTRIBUTIONS, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise fail(f"unknown distribution {name!r}{hint}; allowed: {allowed}")
-    try:
-        args = tuple(ast.literal_eval(node) for node in call.args)
-        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg is not None}
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        raise fail("arguments must be literals (numbers, strings, lists), not expressions or names") from None
-    if any(kw.arg is None for kw in call.keywords):
-        raise fail("'**' arguments are not allowed")
-
-    required, optional = DISTRIBUTIONS[name]
-    known = required + optional
-    for kw in kwargs:
-        if kw not in known:
-            raise fail(f"{name}() has no argument {kw!r} (arguments: {', '.join(known)})")
-    # Fold keywords into positions so that the checks below see one shape.
-    values = list(args)
-    for i, pname in enumerate(known):
-        if pname in kwargs:
-            if i < len(values):
-                raise fail(f"{name}() got {pname!r} twice")
-            if i > len(values):
-                raise fail(f"{name}(): give {', '.join(known[:i])} before {pname!r}")
-            values.append(kwargs[pname])
-    if not len(required) <= len(values) <= len(known):
-        shape = f"{name}({', '.join(required)}{''.join(f'[, {p}]' for p in optional)})"
-        raise fail(f"expected {shape}, got {len(values)} argument(s)")
-
-    _check_arguments(name, values, fail)
-    return Distribution(text=text, name=name, args=tuple(values))
-
-
-def _check_arguments(name: str, values: list[Any], fail) -> None:
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    if name in ("choice", "grid_search"):
-        (options,) = values
-        if not isinstance(options, (list, tuple)) or not options:
-            raise fail(f"{name}() takes a non-empty list, e.g. {name}([16, 32, 64])")
-        return
-    lower, upper = values[0], values[1]
-    if not (number(lower) and number(upper)):
-        raise fail("lower and upper bounds must be finite numbers")
-    if name in ("randint", "qrandint"):
-        if not (_is_int(lower) and _is_int(upper)):
-            raise fail(f"{name}() bounds must be whole numbers")
-        if lower >= upper:
-            raise fail(f"lower bound {lower} must be below upper bound {upper}")
-    elif lower >= upper:
-        raise fail(f"lower bound {lower} must be below upper bound {upper}")
-    if name in ("loguniform", "qloguniform") and lower <= 0:
-        raise fail("log-uniform bounds must be positive")
-    if len(values) > 2 and name in ("quniform", "qloguniform", "qrandint"):
-        q = values[2]
-        if not number(q) or q <= 0:
-            raise fail("the quantum q must be a positive number")
-        if name == "qrandint" and not _is_int(q):
-            raise fail("qrandint() quantum q must be a whole number")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Binding keys
-# ---------------------------------------------------------------------------------------------------
-
-
-def known_binding_keys() -> list[str]:
-    """Every ``Configurable.parameter`` gin currently knows, in short and module-qualified form."""
-    keys: set[str] = set()
-    for selector, configurable in gin.config._REGISTRY.items():  # noqa: SLF001 (gin has no public listing)
-        for param in _bindable_parameters(configurable):
-            keys.add(f"{configurable.name}.{param}")
-            keys.add(f"{selector}.{param}")
-    return sorted(keys)
-
-
-def _bindable_parameters(configurable: Any) -> list[str]:
-    target = configurable.wrapped
-    target = target.__init__ if inspect.isclass(target) else target
-    try:
-        params = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    names = [
-        p.name
-        for p in params
-        if p.name != "self" and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    ]
-    if configurable.allowlist:
-        names = [n for n in names if n in configurable.allowlist]
-    if configurable.denylist:
-        names = [n for n in names if n not in configurable.denylist]
-    return names
-
-
-def check_binding_key(key: str) -> tuple[str, str, str]:
-    """Check that ``key`` names a bindable parameter of a registered gin configurable.
-
-    Returns:
-        ``(scope, complete_selector, parameter)``, e.g. ``('train', 'heartlab.models.resnet1d.ResNet1D',
-        'channels')``.
-
-    Raises:
-        HeartlabError: naming the nearest valid key.
-    """
-    if not isinstance(key, str) or not key.strip():
-        raise HeartlabError(f"search.space key {key!r} must be a 'Configurable.parameter' string")
-    key = key.strip()
-    from heartlab.config import register_configurables
-
-    register_configurables()  # the registry must hold every model, loss and optimizer before we judge
-    try:
-        scope, selector, arg_name = config_parser.parse_binding_key(key)
-    except (ValueError, SyntaxError):
-        raise HeartlabError(
-            f"search.space key {key!r} is not a binding key: write '[scope/]Configurable.parameter', "
-            "e.g. 'ResNet1D.channels'"
-        ) from None
-    try:
-        parsed = gin.config.ParsedBindingKey.parse((scope, selector, arg_name))
-    except ValueError as exc:
-        prefix = f"{scope}/" if scope else ""
-        configurable = gin.config._REGISTRY.get_match(selector)  # noqa: SLF001
-        if configurable is not None:
-            params = _bindable_parameters(configurable)
-            near = difflib.get_close_matches(arg_name, params, n=1, cutoff=0.6)
-            if near:
-                hint = f"; did you mean '{prefix}{selector}.{near[0]}'?"
-            else:
-                hint = f"; {selector} takes: {', '.join(params)}"
-        else:
-            wanted, known = f"{selector}.{arg_name}", known_binding_keys()
-            near = difflib.get_close_matches(wanted, known, n=1, cutoff=0.5)
-            if near:
-                hint = f"; did you mean '{prefix}{near[0]}'?"
-            else:
-                nearest = difflib.get_close_matches(wanted, known, n=1, cutoff=0.0)
-                hint = f"; the nearest valid key is '{prefix}{nearest[0]}'" if nearest else ""
-        reason = " ".join(str(exc).split())
-        raise HeartlabError(f"search.space key {key!r} is not a configurable parameter ({reason}){hint}") from None
-    return parsed.scope, parsed.complete_selector, parsed.arg_name
+        checks.one_of("search.mode", settings.mode, MODES)
+        checks.one_of("search.algorithm", settings.algorithm, ALGORITHMS)
+        checks.one_of("search.scheduler", settings.scheduler, SCHEDULERS)
+        checks.whole("search.num_samples", settings.num_samples, 1)
+        checks.whole("search.grace_period", settings.grace_period, 1, unit="epochs")
+        checks.number("search.reduction_factor", settings.reduction_factor, 2, math.inf, high_open=True)
+        checks.whole("search.max_epochs", settings.max_epochs, 1, optional=True, unit="epochs")
+        checks.number("search.cpus_per_trial", settings.cpus_per_trial, 0, 1024, low_open=True)
+        checks.whole("search.max_concurrent_trials", settings.max_concurrent_trials, 1, optional=True)
+        checks.whole("search.seed", settings.seed, 0, optional=True)
+    except HeartlabError as exc:
+        raise fail(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -435,6 +223,25 @@ def parse_space(space: dict[str, str]) -> SearchSpace:
     return SearchSpace(distributions)
 
 
+def check_searchable(space: SearchSpace) -> None:
+    """Raise :class:`HeartlabError` for a key a study cannot search (:data:`UNSEARCHABLE` says why)."""
+    for key in space.keys:
+        _, selector, arg = check_binding_key(key)
+        short = f"fit.{arg}" if selector == "heartlab.train.fit" else selector
+        reason = UNSEARCHABLE.get(short) or UNSEARCHABLE.get(selector)
+        if reason:
+            raise HeartlabError(f"search.space key {key!r} cannot be searched: {reason}")
+
+
+def values_to_check(dist: Distribution) -> list[Any]:
+    """The values of a distribution worth range-checking: every option of a choice/grid, else both bounds."""
+    if dist.name in ("choice", "grid_search"):
+        return [to_python(v) for v in dist.args[0]]
+    if dist.name in ("randint", "qrandint"):
+        return [dist.args[0], dist.args[1] - 1]  # Ray's upper bound is exclusive
+    return [dist.args[0], dist.args[1]]
+
+
 def check_metric(metric: str, valid: list[str]) -> None:
     """Raise :class:`HeartlabError` unless ``metric`` is one of the reported validation metrics."""
     if metric in valid:
@@ -445,40 +252,3 @@ def check_metric(metric: str, valid: list[str]) -> None:
     raise HeartlabError(
         f"search.metric {metric!r} is not a metric training reports{hint} (choose from {', '.join(choices)})"
     )
-
-
-# ---------------------------------------------------------------------------------------------------
-# Values as gin text
-# ---------------------------------------------------------------------------------------------------
-
-
-def to_python(value: Any) -> Any:
-    """Turn numpy scalars/arrays (as Ray samples them) into Python values gin can print and parse."""
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        return value.tolist()
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_python(v) for v in value)
-    if isinstance(value, dict):
-        return {to_python(k): to_python(v) for k, v in value.items()}
-    return value
-
-
-def gin_literal(value: Any) -> str:
-    """``value`` as gin source text. Strings starting with ``@`` or ``%`` stay gin references/macros, so
-    ``choice(['@ResNet1D', '@CNN2D'])`` can choose between configurables."""
-    value = to_python(value)
-    if isinstance(value, str) and value[:1] in ("@", "%"):
-        return value
-    if isinstance(value, float) and not math.isfinite(value):
-        raise HeartlabError(f"cannot bind the non-finite value {value!r}")
-    if isinstance(value, (list, tuple)):
-        inner = ", ".join(gin_literal(v) for v in value)
-        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{gin_literal(k)}: {gin_literal(v)}" for k, v in value.items()) + "}"
-    return repr(value)
-
-
-def binding_lines(values: dict[str, Any]) -> list[str]:
-    """``key = value`` gin lines for sampled values."""
-    return [f"{key} = {gin_literal(value)}" for key, value in values.items()]

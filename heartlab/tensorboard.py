@@ -1,24 +1,24 @@
 """TensorBoard logging of one run: per-epoch scalars, HParams session, confusion-matrix image, test scalars.
 
-The HParams session (hyperparameters = the run's gin bindings) is written when the run starts and the
-``best/<metric>`` scalars it compares are updated every epoch, so a run stopped early (by ASHA, say) still
-shows up in the HParams dashboard with its best values so far.
+The HParams session (hyperparameters = the run's gin bindings, or a study trial's values: see
+:class:`RunWriter`) is written when the run starts and the ``best/<metric>`` scalars it compares are updated
+every epoch, so a run stopped early (by ASHA, say) still shows up in the HParams dashboard with its best
+values so far.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import torch
+from gin import config_parser
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tensorboard.plugins.hparams import summary_v2
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as _hparams_summaries
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from gin import config_parser  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
-from torch.utils.tensorboard.summary import hparams  # noqa: E402
-
-from heartlab import metrics  # noqa: E402
+from heartlab import metrics
 
 BEST_PREFIX = "best/"
 
@@ -46,17 +46,29 @@ def gin_bindings(config: str) -> dict[str, object]:
             continue
         scope = f"{statement.scope}/" if statement.scope else ""
         key = f"{scope}{statement.selector}.{statement.arg_name}"
-        value = statement.value
-        bindings[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+        bindings[key] = _showable(statement.value)
     return bindings
 
 
-def confusion_figure(matrix: torch.Tensor, classes: tuple[str, ...], title: str):
-    """A matplotlib figure of a confusion matrix, each row normalised to recall, with counts."""
+def _showable(value: object) -> bool | int | float | str:
+    """``value`` if TensorBoard can show it as an hparam (bool, number, string), else its ``str``."""
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy scalars, as Ray samples them
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def confusion_figure(matrix: torch.Tensor, classes: tuple[str, ...], title: str) -> Figure:
+    """A matplotlib figure of a confusion matrix, each row normalised to recall, with counts.
+
+    Drawn without pyplot on an Agg canvas, so importing or using this module never touches the
+    matplotlib backend (of a notebook, say).
+    """
     counts = matrix.double()
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     size = 1.2 + 0.7 * len(classes)
-    figure, axes = plt.subplots(figsize=(size + 1.0, size))
+    figure = Figure(figsize=(size + 1.0, size))
+    FigureCanvasAgg(figure)  # attaches itself as figure.canvas
+    axes = figure.subplots()
     image = axes.imshow(rates.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
     axes.set_xticks(range(len(classes)), classes)
     axes.set_yticks(range(len(classes)), classes)
@@ -75,13 +87,30 @@ def confusion_figure(matrix: torch.Tensor, classes: tuple[str, ...], title: str)
 class RunWriter:
     """A run's TensorBoard event file. Use as a context manager; every epoch is flushed to disk."""
 
-    def __init__(self, run_dir: Path, config: str, classes: tuple[str, ...], monitor: str):
+    def __init__(
+        self,
+        run_dir: Path,
+        config: str,
+        classes: tuple[str, ...],
+        monitor: str,
+        hparams: dict[str, object] | None = None,
+    ):
+        """``hparams`` are the HParams session's values; ``None`` means the gin bindings of ``config``,
+        logged with an HParams experiment of their own (a run on its own). Given, they are a trial's
+        (``{**gin_bindings(config), **heartlab.tune.hparams.session_values(space, sampled)}``): only the
+        session is written (group = the run directory's name), as the study writes the experiment once
+        (:func:`heartlab.tune.hparams.write_study_experiment`). Values TensorBoard cannot show become strings.
+        """
         self.classes = classes
         self.writer = SummaryWriter(log_dir=str(run_dir))
         metric_names = [f"{BEST_PREFIX}{name}" for name in metrics.metric_names(classes)]
-        experiment, start, self._end = hparams(gin_bindings(config), {name: 0.0 for name in metric_names})
-        self.writer.file_writer.add_summary(experiment)
-        self.writer.file_writer.add_summary(start)
+        values = gin_bindings(config) if hparams is None else {k: _showable(v) for k, v in hparams.items()}
+        experiment, start, self._end = _hparams_summaries(values, {name: 0.0 for name in metric_names})
+        if hparams is None:
+            self.writer.file_writer.add_summary(experiment)
+            self.writer.file_writer.add_summary(start)
+        else:
+            self.writer.file_writer.add_summary(summary_v2.hparams_pb(values, trial_id=Path(run_dir).name))
         self.writer.add_text("config.gin", "```\n" + config + "\n```")
         self.monitor = monitor
 

@@ -12,17 +12,11 @@ epoch), and evaluation runs under ``torch.inference_mode`` in large batches.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import inspect
-import json
 import math
-import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import gin
@@ -30,18 +24,46 @@ import torch
 from loguru import logger
 from torch import nn
 
-from heartlab import losses, metrics, models  # noqa: F401  (registers the configurables)
-from heartlab.data import Split, Splits, as_view, load_splits
+from heartlab import checks, config, losses, metrics, models, optimizers, runs  # noqa: F401 (fit builds models, optimizers by gin name)
+from heartlab.data import Split, Splits, as_view, get_dataset, load_splits
 from heartlab.errors import HeartlabError, NonFiniteLossError
-from heartlab.tensorboard import RunWriter
-
-for _optimizer in (torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD):
-    gin.external_configurable(_optimizer, module="torch.optim")
+from heartlab.files import check_output_dir, check_plain_name
+from heartlab.tensorboard import RunWriter, gin_bindings
 
 SCHEDULES = ("cosine", "onecycle", "plateau", "none")
-CHECKPOINT_NAME = "best.pt"
-CONFIG_NAME = "config.gin"
-TEST_METRICS_NAME = "test_metrics.json"
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What the epoch loop needs besides the built objects; see :func:`fit` for each field's meaning."""
+
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    schedule: str
+    monitor: str
+    mode: str  # 'max' or 'min', resolved from the monitor when fit.monitor_mode is None
+    patience: int | None
+    seed: int
+    bf16: bool  # resolved: fit.bf16 = 'auto' is True only on a CPU with native bf16 (see native_bf16)
+
+    @classmethod
+    def checked(cls, classes: tuple[str, ...], *, monitor_mode: str | None, **values) -> LoopSettings:
+        """The settings after a range check of every field (``HeartlabError`` naming ``fit.<field>``)."""
+        checks.whole("fit.epochs", values["epochs"], 1)
+        checks.whole("fit.batch_size", values["batch_size"], 2, unit="beats (BatchNorm needs two)")
+        checks.whole("fit.eval_batch_size", values["eval_batch_size"], 1, unit="beats")
+        checks.one_of("fit.schedule", values["schedule"], SCHEDULES)
+        checks.whole("fit.patience", values["patience"], 1, optional=True, unit="epochs")
+        checks.whole("fit.seed", values["seed"], 0)
+        checks.one_of("fit.bf16", values["bf16"], (True, False, "auto"))
+        values["bf16"] = resolve_bf16(values["bf16"])
+        monitor = values["monitor"]
+        known = metrics.metric_names(classes)
+        if monitor not in known:
+            raise HeartlabError(f"fit.monitor {monitor!r} is not a validation metric; choose one of: {', '.join(known)}")
+        checks.one_of("fit.monitor_mode", monitor_mode, ("max", "min", None))
+        return cls(mode=monitor_mode or metrics.default_mode(monitor), **values)
 
 
 @dataclass
@@ -67,12 +89,145 @@ class FitResult:
     test_metrics: dict[str, float] | None = None
 
 
-def new_run_dir(runs_root: str | Path, experiment: str) -> Path:
-    """A fresh ``<runs_root>/<experiment>/<YYYYmmdd-HHMMSS>-<6 hex>/``; never an existing one."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(runs_root) / experiment / f"{stamp}-{uuid.uuid4().hex[:6]}"
-    path.mkdir(parents=True, exist_ok=False)
-    return path
+@gin.configurable(denylist=["data", "run_dir", "on_epoch_end", "evaluate_test", "hparams"])
+def fit(
+    model: Callable[..., nn.Module] = gin.REQUIRED,
+    loss: Callable[..., nn.Module] = losses.WeightedCrossEntropy,
+    optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.AdamW,
+    *,
+    experiment: str = "default",
+    runs_root: str = "runs",
+    epochs: int = 20,
+    batch_size: int = 256,
+    eval_batch_size: int = 4096,
+    schedule: str = "cosine",
+    monitor: str = "val/recall_macro",
+    monitor_mode: str | None = None,
+    patience: int | None = None,
+    seed: int = 0,
+    num_threads: int | None = None,
+    bf16: bool | str = False,
+    data: Splits | None = None,
+    run_dir: str | Path | None = None,
+    on_epoch_end: Callable[[EpochReport], None] | None = None,
+    evaluate_test: bool = True,
+    hparams: dict[str, object] | None = None,
+) -> FitResult:
+    """Train one model and keep its best validation epoch.
+
+    Args:
+        model: model class, e.g. ``@ResNet1D``; called as ``model(num_classes=...)``.
+        loss: loss class, e.g. ``@FocalLoss``; called as ``loss(class_counts=<training-split counts>)``.
+        optimizer: optimizer class, e.g. ``@torch.optim.AdamW``; called with the model parameters.
+        experiment: name of the experiment (one directory level); runs go to
+            ``<runs_root>/<experiment>/<timestamp>-<id>/``.
+        runs_root: directory holding all experiments' runs.
+        epochs: maximum number of passes over the training split (>= 1).
+        batch_size: training beats per optimizer step (>= 2).
+        eval_batch_size: beats per forward pass when evaluating (memory only; no effect on results).
+        schedule: learning-rate schedule: ``cosine`` (to 0 over all steps), ``onecycle`` (peak = the
+            optimizer's lr), ``plateau`` (halve after 2 epochs without improvement of ``monitor``), ``none``.
+        monitor: validation metric that selects the best epoch and drives early stopping.
+        monitor_mode: ``max`` or ``min``; ``None`` infers it from the metric (losses are minimised).
+        patience: stop after this many epochs (>= 1) without improvement of ``monitor``; ``None`` never
+            stops early.
+        seed: seed (>= 0) of weight initialisation, dropout and batch order.
+        num_threads: torch intra-op threads (>= 1); ``None`` leaves torch's default.
+        bf16: run forward passes under bfloat16 autocast (weights and optimizer stay fp32): ``True``,
+            ``False``, or ``'auto'`` = only on a CPU with native bf16 (AVX512-BF16 or AMX), where it is
+            ~1.7x faster for ResNet1D; without it, autocast emulates bf16 and was ~9x slower (AVX2 EPYC).
+        data: preloaded splits (a Ray trial passes them); ``None`` calls :func:`heartlab.data.load_splits`.
+        run_dir: directory to write into instead of a fresh run directory (a Ray trial passes its own).
+        on_epoch_end: called with an :class:`EpochReport` after every epoch (a Ray trial reports to Tune).
+        evaluate_test: evaluate the test split once with the best checkpoint (trials pass ``False``).
+        hparams: extra TensorBoard HParams session values, over the run's gin bindings (a Ray trial passes
+            its sampled values under the search-space keys, which the study's HParams experiment lists).
+
+    Raises:
+        HeartlabError: a setting out of range or a bad data file, before any directory is created.
+    """
+    checks.whole("fit.num_threads", num_threads, 1, optional=True)
+    if run_dir is None:
+        check_plain_name(experiment, "fit.experiment")
+        check_output_dir(Path(runs_root) / experiment, "fit.runs_root")
+    classes = data.classes if data is not None else get_dataset(config.bound(load_splits, "dataset")).classes
+    settings = LoopSettings.checked(
+        classes, monitor_mode=monitor_mode, epochs=epochs, batch_size=batch_size,
+        eval_batch_size=eval_batch_size, schedule=schedule, monitor=monitor, patience=patience, seed=seed, bf16=bf16,
+    )
+    data = data if data is not None else load_splits()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    torch.manual_seed(seed)
+    net, loss_fn, opt = build(model, loss, optimizer, data.train.class_counts(len(data.classes)).tolist())
+    operative = gin.operative_config_str()
+
+    run_path = Path(run_dir) if run_dir is not None else runs.new_run_dir(runs_root, experiment)
+    run_path.mkdir(parents=True, exist_ok=True)
+    with runs.removed_on_failure(run_path, created=run_dir is None):
+        (run_path / runs.CONFIG).write_text(operative)
+        session = None if hparams is None else {**gin_bindings(operative), **hparams}
+        with RunWriter(run_path, operative, data.classes, settings.monitor, hparams=session) as writer:
+            result = train_epochs(net, loss_fn, opt, data, settings, run_path, operative, writer, on_epoch_end)
+            if evaluate_test:
+                result.test_metrics = evaluate_test_split(net, loss_fn, data, settings.eval_batch_size, settings.bf16)
+                result.test_metrics["best_epoch"] = result.best_epoch
+                runs.write_json(run_path / runs.TEST_METRICS, result.test_metrics)
+                writer.test(result.best_epoch, result.test_metrics)
+                logger.info("test (best checkpoint, epoch {}): {}", result.best_epoch, format_metrics(result.test_metrics))
+    return result
+
+
+def train_epochs(
+    net: nn.Module, loss_fn: nn.Module, opt: torch.optim.Optimizer, data: Splits, settings: LoopSettings,
+    run_path: Path, operative: str, writer: RunWriter, on_epoch_end: Callable[[EpochReport], None] | None,
+) -> FitResult:
+    """The epochs of :func:`fit`: train, validate, keep the best checkpoint, stop early; then load the best
+    checkpoint into ``net`` and log its validation confusion matrix."""
+    s = settings
+    logger.info(f"run {run_path}: {type(net).__name__} ({sum(p.numel() for p in net.parameters()):,} parameters)")
+    logger.info(data.describe())
+    scheduler, per_batch = make_schedule(s.schedule, opt, s.epochs * steps_per_epoch(len(data.train), s.batch_size), s.mode)
+    checkpoint = run_path / runs.CHECKPOINT
+    generator = torch.Generator().manual_seed(s.seed)
+    history: list[dict[str, float]] = []
+    best_value: float | None = None
+    best_epoch, since_best = 0, 0
+    for epoch in range(1, s.epochs + 1):
+        started = time.perf_counter()
+        lr = opt.param_groups[0]["lr"]
+        batch_scheduler = scheduler if per_batch else None
+        train_loss = float(train_epoch(net, loss_fn, opt, batch_scheduler, data.train, s.batch_size, generator, s.bf16))
+        if not math.isfinite(train_loss):
+            raise NonFiniteLossError(
+                f"train/loss became {train_loss} in epoch {epoch} of {run_path}; lower the learning rate or check the input data"
+            )
+        val_metrics, _ = evaluate(net, loss_fn, data.valid, data.classes, "val", s.eval_batch_size, s.bf16)
+        row = {"train/loss": train_loss, "lr": lr, **val_metrics}
+        if scheduler is not None and not per_batch:
+            scheduler.step(row[s.monitor])
+        history.append(row)
+        is_best = is_improvement(row[s.monitor], best_value, s.mode)
+        if is_best:
+            best_value, best_epoch, since_best = row[s.monitor], epoch, 0
+            runs.save_checkpoint(checkpoint, net, epoch, row, operative)
+        else:
+            since_best += 1
+        writer.epoch(epoch, row, history[best_epoch - 1])
+        seconds = time.perf_counter() - started
+        logger.info(progress_line(epoch, s.epochs, row, s.monitor, is_best, seconds, len(data.train)))
+        if on_epoch_end is not None:
+            on_epoch_end(EpochReport(epoch, row, is_best, checkpoint, run_path))
+        if s.patience is not None and since_best >= s.patience:
+            logger.info(f"early stop: {s.monitor} has not improved for {s.patience} epochs (best: epoch {best_epoch})")
+            break
+
+    if best_epoch == 0:
+        raise NonFiniteLossError(f"{s.monitor} was never finite in {len(history)} epoch(s) of {run_path}: no best epoch")
+    net.load_state_dict(torch.load(checkpoint, weights_only=True)["model_state"])
+    _, best_val_logits = evaluate(net, loss_fn, data.valid, data.classes, "val", s.eval_batch_size, s.bf16)
+    writer.finish(best_epoch, history[best_epoch - 1], best_val_logits, data.valid.y)
+    return FitResult(run_path, best_epoch, history[best_epoch - 1], history, len(history))
 
 
 def make_schedule(
@@ -89,6 +244,24 @@ def make_schedule(
     if name == "none":
         return None, False
     raise HeartlabError(f"unknown fit.schedule {name!r}: use one of {', '.join(SCHEDULES)}")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16), as torch reports it."""
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def resolve_bf16(value: bool | str) -> bool:
+    """``fit.bf16`` as a bool: ``'auto'`` follows :func:`native_bf16`; ``True`` without it logs a warning."""
+    if value == "auto":
+        return native_bf16()
+    if value and not native_bf16():
+        logger.warning(
+            "fit.bf16 = True on a CPU without native bf16 (no AVX512-BF16 or AMX): autocast emulates it and "
+            "runs several times slower than fp32 here; use fit.bf16 = 'auto' or False"
+        )
+    return bool(value)
 
 
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int, bf16: bool) -> torch.Tensor:
@@ -154,16 +327,12 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 def is_improvement(value: float, best: float | None, mode: str) -> bool:
+    """Whether ``value`` beats ``best`` (``None``: nothing yet); a NaN or infinite value never does."""
+    if not math.isfinite(value):
+        return False
     if best is None:
         return True
     return value > best if mode == "max" else value < best
-
-
-def save_checkpoint(path: Path, model: nn.Module, epoch: int, epoch_metrics: dict[str, float], config: str) -> None:
-    """Write ``best.pt`` atomically: model weights, epoch, its metrics and the operative gin config."""
-    partial = path.with_name(path.name + ".partial")
-    torch.save({"model_state": model.state_dict(), "epoch": epoch, "metrics": epoch_metrics, "config": config}, partial)
-    partial.replace(path)
 
 
 def progress_line(epoch: int, epochs: int, row: dict[str, float], monitor: str, is_best: bool, seconds: float, n: int) -> str:
@@ -174,83 +343,6 @@ def progress_line(epoch: int, epochs: int, row: dict[str, float], monitor: str, 
         f"epoch {epoch:>3}/{epochs}  {values}{' *' if is_best else '  '}  lr {row['lr']:.2e}  "
         f"{seconds:.1f}s  {n / seconds:,.0f} beats/s"
     )
-
-
-@gin.configurable(denylist=["data", "run_dir", "on_epoch_end", "evaluate_test"])
-def fit(
-    model: Callable[..., nn.Module] = gin.REQUIRED,
-    loss: Callable[..., nn.Module] = losses.WeightedCrossEntropy,
-    optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.AdamW,
-    *,
-    experiment: str = "default",
-    runs_root: str = "runs",
-    epochs: int = 20,
-    batch_size: int = 256,
-    eval_batch_size: int = 4096,
-    schedule: str = "cosine",
-    monitor: str = "val/recall_macro",
-    monitor_mode: str | None = None,
-    patience: int | None = None,
-    seed: int = 0,
-    num_threads: int | None = None,
-    bf16: bool = False,
-    data: Splits | None = None,
-    run_dir: str | Path | None = None,
-    on_epoch_end: Callable[[EpochReport], None] | None = None,
-    evaluate_test: bool = True,
-) -> FitResult:
-    """Train one model and keep its best validation epoch.
-
-    Args:
-        model: model class, e.g. ``@ResNet1D``; called as ``model(num_classes=...)``.
-        loss: loss class, e.g. ``@FocalLoss``; called as ``loss(class_counts=<training-split counts>)``.
-        optimizer: optimizer class, e.g. ``@torch.optim.AdamW``; called with the model parameters.
-        experiment: name of the experiment; runs go to ``<runs_root>/<experiment>/<timestamp>-<id>/``.
-        runs_root: directory holding all experiments' runs.
-        epochs: maximum number of passes over the training split.
-        batch_size: training beats per optimizer step.
-        eval_batch_size: beats per forward pass when evaluating (memory only; no effect on results).
-        schedule: learning-rate schedule: ``cosine`` (to 0 over all steps), ``onecycle`` (peak = the
-            optimizer's lr), ``plateau`` (halve after 2 epochs without improvement of ``monitor``), ``none``.
-        monitor: validation metric that selects the best epoch and drives early stopping.
-        monitor_mode: ``max`` or ``min``; ``None`` infers it from the metric (losses are minimised).
-        patience: stop after this many epochs without improvement of ``monitor``; ``None`` never stops early.
-        seed: seed of weight initialisation, dropout and batch order.
-        num_threads: torch intra-op threads; ``None`` leaves torch's default.
-        bf16: run forward passes under bfloat16 autocast (weights and optimizer stay fp32).
-        data: preloaded splits (a Ray trial passes them); ``None`` calls :func:`heartlab.data.load_splits`.
-        run_dir: directory to write into instead of a fresh run directory (a Ray trial passes its own).
-        on_epoch_end: called with an :class:`EpochReport` after every epoch (a Ray trial reports to Tune).
-        evaluate_test: evaluate the test split once with the best checkpoint (trials pass ``False``).
-    """
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    data = data if data is not None else load_splits()
-    classes = data.classes
-    known = metrics.metric_names(classes)
-    if monitor not in known:
-        raise HeartlabError(f"fit.monitor {monitor!r} is not a validation metric; choose one of: {', '.join(known)}")
-    mode = monitor_mode or metrics.default_mode(monitor)
-    if mode not in ("max", "min"):
-        raise HeartlabError(f"fit.monitor_mode must be 'max' or 'min', got {mode!r}")
-
-    if batch_size < 2:
-        raise HeartlabError(f"fit.batch_size must be at least 2 (BatchNorm needs two beats), got {batch_size}")
-
-    torch.manual_seed(seed)
-    net, loss_fn, opt = build(model, loss, optimizer, data.train.class_counts(len(classes)).tolist())
-    scheduler, per_batch = make_schedule(schedule, opt, epochs * steps_per_epoch(len(data.train), batch_size), mode)
-    config = gin.operative_config_str()
-
-    run_path = Path(run_dir) if run_dir is not None else new_run_dir(runs_root, experiment)
-    run_path.mkdir(parents=True, exist_ok=True)
-    with removed_if_untrained(run_path, created=run_dir is None):
-        return _train(
-            net=net, loss_fn=loss_fn, opt=opt, scheduler=scheduler, per_batch=per_batch, data=data,
-            run_path=run_path, config=config, epochs=epochs, batch_size=batch_size,
-            eval_batch_size=eval_batch_size, monitor=monitor, mode=mode, patience=patience, seed=seed, bf16=bf16,
-            on_epoch_end=on_epoch_end, evaluate_test=evaluate_test,
-        )
 
 
 def build(
@@ -272,13 +364,10 @@ def build(
 
 def bound(name: str):
     """``fit.<name>`` as the current gin config binds it, or ``fit``'s default where it is unbound."""
-    bindings = gin.get_bindings(fit)
-    if name in bindings:
-        return bindings[name]
-    default = inspect.signature(fit).parameters[name].default
-    if default is gin.REQUIRED:
-        raise HeartlabError(f"fit.{name} is not bound (e.g. fit.model = @ResNet1D)")
-    return default
+    try:
+        return config.bound(fit, name)
+    except HeartlabError:
+        raise HeartlabError(f"fit.{name} is not bound (e.g. fit.model = @ResNet1D)") from None
 
 
 def build_configured(class_counts: list[int], **model_overrides) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
@@ -288,83 +377,12 @@ def build_configured(class_counts: list[int], **model_overrides) -> tuple[nn.Mod
     return build(model, bound("loss"), bound("optimizer"), class_counts)
 
 
-@contextlib.contextmanager
-def removed_if_untrained(run_path: Path, created: bool):
-    """Remove a run directory this call created if it fails before any checkpoint exists."""
-    try:
-        yield
-    except BaseException:
-        if created and not (run_path / CHECKPOINT_NAME).exists():
-            shutil.rmtree(run_path, ignore_errors=True)
-        raise
-
-
-def _train(
-    *, net, loss_fn, opt, scheduler, per_batch, data: Splits, run_path: Path, config: str, epochs: int, batch_size: int,
-    eval_batch_size: int, monitor: str, mode: str, patience: int | None, seed: int, bf16: bool, on_epoch_end,
-    evaluate_test: bool,
-) -> FitResult:
-    """The epochs of :func:`fit`, once everything is built and the run directory exists."""
-    classes = data.classes
-    (run_path / CONFIG_NAME).write_text(config)
-    checkpoint = run_path / CHECKPOINT_NAME
-    logger.info(f"run {run_path}: {type(net).__name__} ({sum(p.numel() for p in net.parameters()):,} parameters)")
-    logger.info(data.describe())
-
-    generator = torch.Generator().manual_seed(seed)
-    history: list[dict[str, float]] = []
-    best_value: float | None = None
-    best_epoch, since_best = 0, 0
-    with RunWriter(run_path, config, classes, monitor) as writer:
-        for epoch in range(1, epochs + 1):
-            started = time.perf_counter()
-            lr = opt.param_groups[0]["lr"]
-            train_loss = float(
-                train_epoch(net, loss_fn, opt, scheduler if per_batch else None, data.train, batch_size, generator, bf16)
-            )
-            if not math.isfinite(train_loss):
-                raise NonFiniteLossError(
-                    f"train/loss became {train_loss} in epoch {epoch} of {run_path}; "
-                    "lower the learning rate or check the input data"
-                )
-            val_metrics, _ = evaluate(net, loss_fn, data.valid, classes, "val", eval_batch_size, bf16)
-            row = {"train/loss": train_loss, "lr": lr, **val_metrics}
-            if scheduler is not None and not per_batch:
-                scheduler.step(row[monitor])
-            history.append(row)
-            is_best = is_improvement(row[monitor], best_value, mode)
-            if is_best:
-                best_value, best_epoch, since_best = row[monitor], epoch, 0
-                save_checkpoint(checkpoint, net, epoch, row, config)
-            else:
-                since_best += 1
-            writer.epoch(epoch, row, history[best_epoch - 1])
-            logger.info(progress_line(epoch, epochs, row, monitor, is_best, time.perf_counter() - started, len(data.train)))
-            if on_epoch_end is not None:
-                on_epoch_end(EpochReport(epoch, row, is_best, checkpoint, run_path))
-            if patience is not None and since_best >= patience:
-                logger.info(f"early stop: {monitor} has not improved for {patience} epochs (best: epoch {best_epoch})")
-                break
-
-        net.load_state_dict(torch.load(checkpoint, weights_only=True)["model_state"])
-        _, best_val_logits = evaluate(net, loss_fn, data.valid, classes, "val", eval_batch_size, bf16)
-        writer.finish(best_epoch, history[best_epoch - 1], best_val_logits, data.valid.y)
-        test_metrics = None
-        if evaluate_test:
-            test_metrics = evaluate_test_split(net, loss_fn, data, eval_batch_size, bf16)
-            test_metrics["best_epoch"] = best_epoch
-            write_json(run_path / TEST_METRICS_NAME, test_metrics)
-            writer.test(best_epoch, test_metrics)
-            logger.info("test (best checkpoint, epoch {}): {}", best_epoch, format_metrics(test_metrics))
-
-    return FitResult(
-        run_dir=run_path,
-        best_epoch=best_epoch,
-        best_metrics=history[best_epoch - 1],
-        history=history,
-        epochs_run=len(history),
-        test_metrics=test_metrics,
-    )
+def check_configured(classes: tuple[str, ...]) -> LoopSettings:
+    """Range-check the ``fit`` settings the current gin config binds (a study does this before Ray starts)."""
+    names = ("epochs", "batch_size", "eval_batch_size", "schedule", "monitor", "patience", "seed", "bf16")
+    checks.whole("fit.num_threads", bound("num_threads"), 1, optional=True)
+    check_plain_name(bound("experiment"), "fit.experiment")
+    return LoopSettings.checked(classes, monitor_mode=bound("monitor_mode"), **{name: bound(name) for name in names})
 
 
 def evaluate_test_split(net: nn.Module, loss_fn: nn.Module, data: Splits, batch_size: int, bf16: bool) -> dict:
@@ -374,27 +392,6 @@ def evaluate_test_split(net: nn.Module, loss_fn: nn.Module, data: Splits, batch_
     return {**test_metrics, "classes": list(data.classes), "confusion_matrix": matrix.tolist()}
 
 
-def write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-
-
 def format_metrics(values: dict) -> str:
     return "  ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
 
-
-def evaluate_run(run_dir: str | Path, data: Splits) -> dict:
-    """Evaluate a finished run's best checkpoint on ``data.test``.
-
-    Clears the current gin config and parses ``<run_dir>/config.gin`` to rebuild the run's model and loss,
-    loads ``best.pt``, and returns the ``test/...`` metrics with the confusion matrix.
-    """
-    run_dir = Path(run_dir)
-    gin.clear_config()
-    gin.parse_config_file(str(run_dir / CONFIG_NAME))
-    net, loss_fn, _ = build_configured(data.train.class_counts(len(data.classes)).tolist())
-    state = torch.load(run_dir / CHECKPOINT_NAME, weights_only=True)
-    net.load_state_dict(state["model_state"])
-    bf16 = bool(bound("bf16"))
-    result = evaluate_test_split(net, loss_fn, data, 4096, bf16)
-    result["best_epoch"] = state["epoch"]
-    return result

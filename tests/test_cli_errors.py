@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from heartlab import cli, train
+from heartlab import runs as run_files
 from heartlab.data import BEAT_LENGTH, Split, write_beats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +120,7 @@ def test_unknown_monitor_gives_error_and_no_run(experiment, good_files, tmp_path
 def test_unknown_binding_gives_error(experiment, good_files, tmp_path, capsys):
     runs = tmp_path / "runs"
     assert cli.main(train_args(experiment, runs, *good_files, "ResNet1D.chanels = 8")) == 2
-    assert_one_error_line(capsys.readouterr().err, str(experiment), "chanels")
+    assert_one_error_line(capsys.readouterr().err, "--bind 'ResNet1D.chanels = 8'", "chanels")
     assert run_dirs(runs) == []
 
 
@@ -218,7 +219,7 @@ def test_steps_per_epoch_matches_the_steps_train_epoch_takes(batch_size):
         net = TinyNet()
         optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
         steps = []
-        optimizer.register_step_post_hook(lambda *_: steps.append(1))
+        optimizer.register_step_post_hook(lambda *_, steps=steps: steps.append(1))
         split = Split(torch.rand(n, BEAT_LENGTH), torch.arange(n) % 2)
         generator = torch.Generator().manual_seed(0)
         train.train_epoch(net, nn.CrossEntropyLoss(), optimizer, None, split, batch_size, generator, bf16=False)
@@ -236,6 +237,9 @@ def test_steps_per_epoch_matches_the_steps_train_epoch_takes(batch_size):
         (0.4, 0.5, "min", True),
         (0.5, 0.5, "min", False),
         (0.6, 0.5, "min", False),
+        (float("nan"), None, "max", False),  # a NaN monitor must not become the best and block every later epoch
+        (float("nan"), 0.5, "min", False),
+        (float("inf"), None, "min", False),
     ],
 )
 def test_is_improvement(value, best, mode, expected):
@@ -249,9 +253,9 @@ class FrozenClock:
 
 
 def test_new_run_dir_same_second_gives_different_dirs(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "datetime", FrozenClock)
-    first = train.new_run_dir(tmp_path, "exp")
-    second = train.new_run_dir(tmp_path, "exp")
+    monkeypatch.setattr(run_files, "datetime", FrozenClock)
+    first = run_files.new_run_dir(tmp_path, "exp")
+    second = run_files.new_run_dir(tmp_path, "exp")
     assert first != second
     assert first.is_dir() and second.is_dir()
     assert first.parent == second.parent == tmp_path / "exp"
@@ -259,11 +263,11 @@ def test_new_run_dir_same_second_gives_different_dirs(tmp_path, monkeypatch):
 
 
 def test_new_run_dir_never_reuses_an_existing_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "datetime", FrozenClock)
+    monkeypatch.setattr(run_files, "datetime", FrozenClock)
     fixed = uuid.UUID("12345678123456781234567812345678")
-    monkeypatch.setattr(train.uuid, "uuid4", lambda: fixed)
-    first = train.new_run_dir(tmp_path, "exp")
+    monkeypatch.setattr(run_files.uuid, "uuid4", lambda: fixed)
+    first = run_files.new_run_dir(tmp_path, "exp")
     (first / "marker").write_text("x")
     with pytest.raises(FileExistsError):
-        train.new_run_dir(tmp_path, "exp")
+        run_files.new_run_dir(tmp_path, "exp")
     assert [p.name for p in first.iterdir()] == ["marker"]

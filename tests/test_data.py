@@ -277,7 +277,7 @@ def test_load_splits_rejects_labels_of_another_dataset(make_beats):
 
 def test_load_splits_too_few_rows_for_validation(make_beats):
     one_each = str(make_beats(1, 2))
-    with pytest.raises(BeatFileError, match="too few rows"):
+    with pytest.raises(BeatFileError, match="validation split holds no beat of class normal"):
         load_splits(dataset="ptb", train_file=one_each, test_file=one_each)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 import pytest
@@ -99,15 +97,13 @@ def test_split_bad_inputs_leave_nothing(tmp_path, make_beats, capsys):
 def test_staged_outputs_discard_everything_on_failure(tmp_path):
     a, b = tmp_path / "x" / "a.parq", tmp_path / "x" / "b.parq"
     outputs = StagedOutputs([a, b])
-    with pytest.raises(RuntimeError, match="boom"):
-        with outputs:
-            write_beats(outputs.staged(a), np.zeros((2, 187)), np.zeros(2))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), outputs:
+        write_beats(outputs.staged(a), np.zeros((2, 187)), np.zeros(2))
+        raise RuntimeError("boom")
     assert not (tmp_path / "x").exists()
     outputs = StagedOutputs([a, b])
-    with pytest.raises(RuntimeError, match="never written"):
-        with outputs:
-            write_beats(outputs.staged(a), np.zeros((2, 187)), np.zeros(2))
+    with pytest.raises(RuntimeError, match="never written"), outputs:
+        write_beats(outputs.staged(a), np.zeros((2, 187)), np.zeros(2))
     assert not (tmp_path / "x").exists()
     with pytest.raises(HeartlabError, match="distinct"):
         StagedOutputs([a, tmp_path / "x" / ".." / "x" / "a.parq"])

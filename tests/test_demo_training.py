@@ -12,6 +12,8 @@ from heartlab.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.slow  # trains real models
+
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory) -> Path:

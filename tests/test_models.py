@@ -72,7 +72,7 @@ def test_cnn2d_structure(num_layers):
     pools = [m for m in model.features if isinstance(m, nn.MaxPool2d)]
     assert len(pools) == 1
     linears = [m for m in model.head if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(48 * hidden, hidden), (hidden, 5)]
+    assert [(layer.in_features, layer.out_features) for layer in linears] == [(48 * hidden, hidden), (hidden, 5)]
     # the features really are (hidden, 8, 6) before flattening
     assert model.features(torch.rand(2, 1, 16, 12)).shape == (2, hidden, 8, 6)
 

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from heartlab import search, tune
-from heartlab.config import load_config
+from heartlab import search
+from heartlab.config import flatten_config, load_config, parse_text
 from heartlab.data import Split, Splits, get_dataset
 from heartlab.errors import HeartlabError
 from heartlab.search import SearchSpace, binding_lines, check_binding_key, gin_literal, parse_distribution, parse_space
+from heartlab.tune import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs").glob("*_*.gin"))
@@ -156,13 +157,13 @@ def test_sampled_values_round_trip_through_gin():
 def test_every_experiment_config_has_a_valid_search_section(experiment):
     """Each of the six configs parses, its search section checks out, and the dry run builds its model."""
     dataset = experiment.split("_")[0]
-    study, _ = tune.prepare_study(ROOT / "configs" / f"{experiment}.gin", data=fake_splits(dataset))
+    study, _ = prepare.prepare_study(ROOT / "configs" / f"{experiment}.gin", data=fake_splits(dataset))
     assert study.settings.metric == "val/recall_macro"
     assert len(study.space.keys) >= 5
     assert study.expected_trials == study.settings.num_samples
     assert study.name == experiment
     # the flattened study config parses on its own, anywhere
-    tune.parse_text(study.study_text)
+    parse_text(study.study_config)
     assert gin.query_parameter("fit.experiment") == experiment
     assert gin.query_parameter("fit.monitor") == study.settings.metric
 
@@ -178,7 +179,7 @@ def test_experiment_configs_comment_every_range():
 
 def test_flatten_config_inlines_includes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    text = tune.flatten_config(ROOT / "configs" / "ptb_resnet1d.gin")
+    text = flatten_config(ROOT / "configs" / "ptb_resnet1d.gin").text
     assert "include" not in "\n".join(line for line in text.splitlines() if not line.startswith("#"))
     assert "fit.optimizer = @torch.optim.AdamW" in text  # from base.gin
     assert text.index("fit.optimizer") < text.index("fit.model = @ResNet1D")
@@ -233,7 +234,7 @@ BAD_SECTIONS = {
     ),
     "empty space": ("search.space = {}", "search.space is empty or missing", "choice([16, 32, 64])"),
     "no space": ("search.space = None", "search.space is empty or missing", ""),
-    "bad mode": ("search.mode = 'maximum'\n" + GOOD_SECTION, "search.mode must be 'max' or 'min'", ""),
+    "bad mode": ("search.mode = 'maximum'\n" + GOOD_SECTION, "search.mode must be one of 'max', 'min'", ""),
     "unused key": (
         "search.space = {'CNN2D.hidden': 'choice([4, 8])'}",
         "search.space key 'CNN2D.hidden' has no effect in this experiment",
@@ -278,7 +279,7 @@ def test_bad_command_line_values_exit_2(tmp_path, make_beats, capsys):
     storage = tmp_path / "studies"
     hypertune = load_hypertune()
     assert hypertune.main([str(config), "--storage", str(storage), "--num-samples", "0"]) == 2
-    assert "search.num_samples must be a whole number >= 1" in capsys.readouterr().err
+    assert "--num-samples must be a whole number >= 1" in capsys.readouterr().err
     assert hypertune.main([str(config), "--storage", str(storage), "--bind", "ResNet1D.chanels = 4"]) == 2
     assert "ResNet1D.chanels" in capsys.readouterr().err
     assert hypertune.main([str(tmp_path / "missing.gin"), "--storage", str(storage)]) == 2
@@ -311,11 +312,11 @@ def test_search_settings_reach_the_study(tmp_path, make_beats):
         "search.max_concurrent_trials = 1\nsearch.scheduler = 'none'\n"
     )
     config = write_config(tmp_path, make_beats(20, 2), make_beats(10, 2, seed=1), section)
-    study, data = tune.prepare_study(config, storage=tmp_path / "s", bindings=["fit.batch_size = 8"], num_samples=3)
+    study, data = prepare.prepare_study(config, storage=tmp_path / "s", bindings=["fit.batch_size = 8"], num_samples=3)
     assert study.settings.num_samples == 3  # --num-samples wins over the section
     assert study.max_epochs == 3 and study.num_threads == 2
     assert study.path == (tmp_path / "s" / "study").resolve()
-    assert study.study_text.rstrip().endswith("fit.batch_size = 8")
+    assert study.study_config.text.rstrip().endswith("fit.batch_size = 8")
     assert len(data.train) + len(data.valid) == 40
     load_config(config)
     assert search.read_settings().max_concurrent_trials == 1

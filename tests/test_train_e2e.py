@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import gin
+import pytest
 import torch
 from tensorboard.backend.event_processing import event_accumulator
 
@@ -13,6 +14,7 @@ from heartlab import cli, train
 from heartlab.config import load_config
 from helpers import ROOT
 
+pytestmark = pytest.mark.slow  # trains real models
 
 
 def bindings(ptb_files, runs_root: Path, *extra: str) -> list[str]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-
 from pathlib import Path
 
 import gin
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from heartlab import train
 from heartlab.config import load_config
@@ -56,3 +55,19 @@ def test_train_epoch_never_syncs_with_the_host(optimizer_name):
             mean_loss = train.train_epoch(model, loss, optimizer, scheduler, split, 32, generator, bf16=False)
         assert counter.syncs == 0, f"{type(model).__name__}: {counter.syncs} host syncs in one epoch of 7 batches"
         assert torch.isfinite(mean_loss)
+
+
+@pytest.mark.parametrize(
+    "capabilities, setting, expected",
+    [
+        ({"avx512_bf16": True}, "auto", True),
+        ({"amx_bf16": True, "avx512_bf16": False}, "auto", True),
+        ({"avx2": True, "avx512_bf16": False, "amx_bf16": False}, "auto", False),
+        ({"avx2": True}, False, False),
+        ({"avx2": True}, True, True),  # honoured, with a warning
+    ],
+)
+def test_bf16_auto_follows_native_support(monkeypatch, capabilities, setting, expected):
+    """fit.bf16 = 'auto' turns autocast on only where the CPU has native bf16 (emulated bf16 is ~9x slower)."""
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    assert train.resolve_bf16(setting) is expected

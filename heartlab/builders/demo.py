@@ -28,19 +28,14 @@ import numpy as np
 from loguru import logger
 
 from heartlab.builders.outputs import StagedOutputs, count_table, write_beat_file
-from heartlab.data import BEAT_LENGTH, DATASETS
+from heartlab.data import BEAT_LENGTH, DATASETS, dataset_files
 from heartlab.errors import HeartlabError
 
 RATE = 125  # Hz
 SPAN_FACTOR = 1.2
 CONTEXT = (-1.5, 1.6)  # seconds around the R peak over which a beat is min-max normalised
 README_NAME = "SYNTHETIC_README.txt"
-OUTPUT_FILES = {
-    "arrhythmia_train": "heart_big_train.parq",
-    "arrhythmia_test": "heart_big_test.parq",
-    "ptb_train": "heart_train.parq",
-    "ptb_test": "heart_test.parq",
-}
+OUTPUT_FILES = dataset_files()  # the file names the configs read (heartlab.data.DATASETS)
 # class shares, imbalanced like the real sets but with enough minority beats to learn from
 ARRHYTHMIA_SHARES = (0.60, 0.10, 0.14, 0.06, 0.10)  # N S V F Q
 PTB_SHARES = (0.30, 0.70)  # normal abnormal

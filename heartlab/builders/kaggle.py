@@ -17,18 +17,13 @@ import polars as pl
 from loguru import logger
 
 from heartlab.builders.outputs import StagedOutputs, count_table, write_beat_file
-from heartlab.data import BEAT_LENGTH, DATASETS, stratified_split
+from heartlab.data import BEAT_LENGTH, DATASETS, dataset_files, stratified_split
 from heartlab.errors import HeartlabError
 
 CSV_COLUMNS = BEAT_LENGTH + 1  # 187 samples, then the label
 MITBIH_FILES = {"train": "mitbih_train.csv", "test": "mitbih_test.csv"}
 PTB_FILES = {0: "ptbdb_normal.csv", 1: "ptbdb_abnormal.csv"}  # label -> file
-OUTPUT_FILES = {
-    "mitbih_train": "heart_big_train.parq",
-    "mitbih_test": "heart_big_test.parq",
-    "ptb_train": "heart_train.parq",
-    "ptb_test": "heart_test.parq",
-}
+OUTPUT_FILES = dataset_files()  # the file names the configs read (heartlab.data.DATASETS)
 DEFAULT_SEED = 0
 KAGGLE_DOC = "https://www.kaggle.com/datasets/shayanfazeli/heartbeat"
 
@@ -109,7 +104,7 @@ def convert_kaggle(
     """Convert the four Kaggle CSVs of folder ``source`` into the four beat files in ``out``.
 
     Returns:
-        the written files, keyed ``mitbih_train``, ``mitbih_test``, ``ptb_train``, ``ptb_test``.
+        the written files, keyed ``arrhythmia_train``, ``arrhythmia_test``, ``ptb_train``, ``ptb_test``.
     """
     source, out = Path(source), Path(out)
     if not source.is_dir():
@@ -156,7 +151,7 @@ def convert_kaggle(
     with outputs:
         for split in ("train", "test"):
             x, y = mitbih[split]
-            write_beat_file(outputs, destinations[f"mitbih_{split}"], x, y, {**meta, "split": split})
+            write_beat_file(outputs, destinations[f"arrhythmia_{split}"], x, y, {**meta, "split": split})
         write_beat_file(
             outputs, destinations["ptb_train"], ptb_signals[keep], ptb_labels[keep], {**ptb_meta, "split": "train"}
         )

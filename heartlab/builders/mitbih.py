@@ -52,8 +52,7 @@ AAMI_LABELS: dict[str, int] = {
 }
 # The 48 records of the database (PhysioNet mitdb 1.0.0).
 MITDB_RECORDS = tuple(
-    "100 101 102 103 104 105 106 107 108 109 111 112 113 114 115 116 117 118 119 121 122 123 124 200 201 202 "
-    "203 205 207 208 209 210 212 213 214 215 217 219 220 221 222 223 228 230 231 232 233 234".split()
+    ["100", "101", "102", "103", "104", "105", "106", "107", "108", "109", "111", "112", "113", "114", "115", "116", "117", "118", "119", "121", "122", "123", "124", "200", "201", "202", "203", "205", "207", "208", "209", "210", "212", "213", "214", "215", "217", "219", "220", "221", "222", "223", "228", "230", "231", "232", "233", "234"]
 )
 # Published class counts (Kachuee et al. 2018 / the Kaggle "heartbeat" dataset), N/S/V/F/Q.
 PUBLISHED_COUNTS = {
@@ -61,8 +60,8 @@ PUBLISHED_COUNTS = {
     "test": (18118, 556, 1448, 162, 1608),
     "total": (90589, 2779, 7236, 803, 8039),
 }
-TRAIN_FILE = "heart_big_train.parq"
-TEST_FILE = "heart_big_test.parq"
+TRAIN_FILE = DATASETS["arrhythmia"].train_name
+TEST_FILE = DATASETS["arrhythmia"].test_name
 DEFAULT_SEED = 0
 PHYSIONET_DOC = "https://physionet.org/content/mitdb/1.0.0/"
 

@@ -8,6 +8,7 @@ result.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterable, Mapping
@@ -18,7 +19,6 @@ import pyarrow.parquet as pq
 
 from heartlab.data import METADATA_PREFIX, write_beats
 from heartlab.errors import HeartlabError
-
 
 
 class StagedOutputs:
@@ -90,12 +90,9 @@ class StagedOutputs:
     def _discard(self) -> None:
         for staged in self._staged.values():
             staged.unlink(missing_ok=True)
-            staged.with_name(staged.name + ".partial").unlink(missing_ok=True)
         for folder in reversed(self._created_dirs):
-            try:
+            with contextlib.suppress(OSError):  # not empty: something else wrote there meanwhile
                 folder.rmdir()
-            except OSError:
-                pass  # not empty: something else wrote there meanwhile
 
 
 def add_metadata(path: str | Path, metadata: Mapping[str, str]) -> None:

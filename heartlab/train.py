@@ -168,7 +168,10 @@ def fit(
         (run_path / runs.CONFIG).write_text(operative)
         session = None if hparams is None else {**gin_bindings(operative), **hparams}
         with RunWriter(run_path, operative, data.classes, settings.monitor, hparams=session) as writer:
-            result = train_epochs(net, loss_fn, opt, data, settings, run_path, operative, writer, on_epoch_end)
+            result = train_epochs(
+                net, loss_fn, opt, data, settings,
+                run_path=run_path, operative=operative, writer=writer, on_epoch_end=on_epoch_end,
+            )
             if evaluate_test:
                 result.test_metrics = evaluate_test_split(net, loss_fn, data, settings.eval_batch_size, settings.bf16)
                 result.test_metrics["best_epoch"] = result.best_epoch
@@ -179,7 +182,7 @@ def fit(
 
 
 def train_epochs(
-    net: nn.Module, loss_fn: nn.Module, opt: torch.optim.Optimizer, data: Splits, settings: LoopSettings,
+    net: nn.Module, loss_fn: nn.Module, opt: torch.optim.Optimizer, data: Splits, settings: LoopSettings, *,
     run_path: Path, operative: str, writer: RunWriter, on_epoch_end: Callable[[EpochReport], None] | None,
 ) -> FitResult:
     """The epochs of :func:`fit`: train, validate, keep the best checkpoint, stop early; then load the best

@@ -48,8 +48,20 @@ class Distribution:
 
         return getattr(tune, self.name)(*self.args, **self.kwargs)
 
+    def first(self) -> Any:
+        """A value Ray can draw, found without importing Ray (the dry run's point): the first option of a
+        choice or grid, the lower bound of a range (rounded up to a multiple of ``q`` where there is one)."""
+        if self.name in ("choice", "grid_search"):
+            return to_python(self.args[0][0])
+        lower = self.args[0]
+        if len(self.args) > 2:
+            q = self.args[2]
+            lower = math.ceil(lower / q) * q
+            lower = int(lower) if isinstance(q, int) and isinstance(self.args[0], int) else float(lower)
+        return lower
+
     def sample(self, seed: int = 0) -> Any:
-        """One value drawn by Ray's own sampler (for the dry run); grids give their first value."""
+        """One value drawn by Ray's own sampler; grids give their first value."""
         if self.is_grid:
             return to_python(self.args[0][0])
         import numpy as np

@@ -7,14 +7,9 @@ per-class recalls, i.e. balanced accuracy) is the default selection metric.
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.classification import (
-    binary_auroc,
-    multiclass_accuracy,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-    multiclass_precision,
-    multiclass_recall,
-)
+
+# torchmetrics is imported where metrics are computed, not here: importing it takes ~2.5 s (it pulls in
+# scipy.signal), and the metric names are all a study's driver needs before Ray starts.
 
 # Metrics where a larger value is better; everything else named here (the losses) is minimised.
 HIGHER_IS_BETTER = ("recall_macro", "precision_macro", "f1_macro", "accuracy", "auroc", "recall/")
@@ -45,6 +40,14 @@ def compute_metrics(
     out of them (a class absent from ``target`` but predicted counts with recall 0). ``auroc`` is reported
     for binary datasets, from the softmax probability of class 1.
     """
+    from torchmetrics.functional.classification import (
+        binary_auroc,
+        multiclass_accuracy,
+        multiclass_f1_score,
+        multiclass_precision,
+        multiclass_recall,
+    )
+
     num_classes = len(classes)
     logits = logits.float()
     preds = logits.argmax(dim=-1)
@@ -67,4 +70,6 @@ def compute_metrics(
 
 def confusion_matrix(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Counts ``(C, C)``: row = true class, column = predicted class."""
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
     return multiclass_confusion_matrix(logits.argmax(dim=-1), target, num_classes=num_classes, validate_args=False)

@@ -199,8 +199,12 @@ class SearchSpace:
         """The ``param_space`` for :class:`ray.tune.Tuner` (keys from :meth:`param_names`)."""
         return {name: self.distributions[key].to_ray() for name, key in self.param_names().items()}
 
+    def first_point(self) -> dict[str, Any]:
+        """A point of the space Ray can draw (gin key -> :meth:`Distribution.first`), without Ray."""
+        return {key: dist.first() for key, dist in self.distributions.items()}
+
     def sample(self, seed: int = 0) -> dict[str, Any]:
-        """One point of the space (gin key -> value), as Python values."""
+        """One point of the space (gin key -> value) drawn by Ray's samplers, as Python values."""
         return {key: dist.sample(seed + i) for i, (key, dist) in enumerate(self.distributions.items())}
 
 

@@ -223,12 +223,15 @@ def prepare_resume(config: str | Path, *, name: str | None, storage: str | Path,
 
 
 def dry_run(study_config: ConfigText, space: SearchSpace, data) -> dict[str, Any]:
-    """Build model, loss and optimizer for one sampled point and push two beats through the model.
+    """Build model, loss and optimizer for one point of the space and push two beats through the model.
+
+    The point is :meth:`SearchSpace.first_point` (first options, lower bounds): found without importing
+    Ray, which the runner imports while Ray starts.
 
     Also checks that every searched key is read by something this experiment builds (or is a parameter
     of ``fit``): a key of an unused configurable would silently change nothing.
 
-    Returns the sampled point. Raises HeartlabError naming the point and the failure.
+    Returns the point. Raises HeartlabError naming the point and the failure.
     """
     import gin
     import torch
@@ -236,7 +239,7 @@ def dry_run(study_config: ConfigText, space: SearchSpace, data) -> dict[str, Any
     from heartlab import train
     from heartlab.data import as_view
 
-    point = space.sample(seed=0)
+    point = space.first_point()
     shown = ", ".join(f"{k} = {v!r}" for k, v in point.items())
     parse_text(study_config.plus(binding_lines(point), "sampled"))
     num_classes = len(data.classes)

@@ -82,7 +82,7 @@ class ThreadShare:
         import ray
 
         self.own = self.now = own
-        self.enabled = os.environ.get("HEARTLAB_SHARE_IDLE_CPUS", "1") != "0" and len(ray.nodes()) == 1
+        self.enabled = os.environ.get("HEARTLAB_SHARE_IDLE_CPUS", "1") != "0" and sum(bool(n.get("Alive")) for n in ray.nodes()) == 1
         self.node_cpus = int(ray.cluster_resources().get("CPU", own)) if self.enabled else own
 
     def update(self) -> None:

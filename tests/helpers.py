@@ -40,3 +40,30 @@ def expect_data_error(capsys, *argv: str, words: tuple[str, ...] = (), out: Path
     if out is not None:
         assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
     return lines[0]
+
+
+def tiny_cnn2d_config(tmp_path: Path, make_beats, experiment: str, *lines: str) -> Path:
+    """A config over the real base.gin: a tiny CNN2D (8 channels, no extra block, batches of 8, constant
+    lr, 1 thread) on synthetic two-class beat files, runs under ``tmp_path / 'runs'``, plus ``lines``."""
+    train_file = make_beats(30, 2, seed=0, name="train.parq")
+    test_file = make_beats(20, 2, seed=1, name="test.parq")
+    config = tmp_path / f"{experiment}.gin"
+    config.write_text(
+        "\n".join([
+            f"include '{ROOT / 'configs' / 'base.gin'}'",
+            "load_splits.dataset = 'ptb'",
+            f"load_splits.train_file = '{train_file}'",
+            f"load_splits.test_file = '{test_file}'",
+            f"fit.experiment = '{experiment}'",
+            f"fit.runs_root = '{tmp_path / 'runs'}'",
+            "fit.model = @CNN2D",
+            "CNN2D.hidden = 8",
+            "CNN2D.num_layers = 0",
+            "fit.batch_size = 8",
+            "fit.schedule = 'none'",  # the trajectory does not depend on fit.epochs, fit.patience or fit.monitor
+            "fit.num_threads = 1",
+            "fit.patience = None",
+            *lines,
+        ]) + "\n"
+    )
+    return config

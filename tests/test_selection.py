@@ -25,7 +25,7 @@ from heartlab.config import load_config
 from heartlab.data import load_splits
 from heartlab.errors import NonFiniteLossError
 from heartlab.models import CNN2D
-from helpers import ROOT
+from helpers import tiny_cnn2d_config
 
 # File names of a run directory (README: "Each run writes runs/<experiment>/<...>/").
 CHECKPOINT = "best.pt"
@@ -62,24 +62,7 @@ def evaluate_run(run_dir: Path, data) -> dict:
 def configure(tmp_path, make_beats):
     """``configure(*bindings)``: parse a small .gin (base.gin plus a tiny CNN2D on synthetic beats, runs under
     ``tmp_path / 'runs'``, experiment ``sel``) with ``bindings`` and return the loaded splits."""
-    train_file = make_beats(30, 2, seed=0, name="train.parq")
-    test_file = make_beats(20, 2, seed=1, name="test.parq")
-    config = tmp_path / "selection.gin"
-    config.write_text(
-        f"include '{ROOT / 'configs' / 'base.gin'}'\n"
-        "load_splits.dataset = 'ptb'\n"
-        f"load_splits.train_file = '{train_file}'\n"
-        f"load_splits.test_file = '{test_file}'\n"
-        "fit.experiment = 'sel'\n"
-        f"fit.runs_root = '{tmp_path / 'runs'}'\n"
-        "fit.model = @recorded_cnn2d\n"
-        "CNN2D.hidden = 8\n"
-        "CNN2D.num_layers = 0\n"
-        "fit.batch_size = 8\n"
-        "fit.schedule = 'none'\n"  # the trajectory does not depend on fit.epochs, fit.patience or fit.monitor
-        "fit.num_threads = 1\n"
-        "fit.patience = None\n"
-    )
+    config = tiny_cnn2d_config(tmp_path, make_beats, "sel", "fit.model = @recorded_cnn2d")
 
     def apply(*bindings: str):
         load_config(config, list(bindings))

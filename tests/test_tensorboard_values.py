@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from heartlab import train
 from heartlab.config import load_config
 from heartlab.data import load_splits
-from helpers import ROOT
+from helpers import tiny_cnn2d_config
 
 MONITOR = "val/recall_macro"
 
@@ -28,26 +28,8 @@ def f32(value: float) -> float:
 @pytest.fixture
 def fitted(tmp_path, make_beats) -> train.FitResult:
     """Three epochs of a tiny CNN2D on synthetic beats; validation recall peaks at epoch 2 and drops at 3."""
-    train_file = make_beats(30, 2, seed=0, name="train.parq")
-    test_file = make_beats(20, 2, seed=1, name="test.parq")
-    config = tmp_path / "tb.gin"
-    config.write_text(
-        f"include '{ROOT / 'configs' / 'base.gin'}'\n"
-        "load_splits.dataset = 'ptb'\n"
-        f"load_splits.train_file = '{train_file}'\n"
-        f"load_splits.test_file = '{test_file}'\n"
-        "fit.experiment = 'tb'\n"
-        f"fit.runs_root = '{tmp_path / 'runs'}'\n"
-        "fit.model = @CNN2D\n"
-        "CNN2D.hidden = 8\n"
-        "CNN2D.num_layers = 0\n"
-        "fit.batch_size = 8\n"
-        "fit.epochs = 3\n"
-        "fit.schedule = 'none'\n"
-        "fit.patience = None\n"
-        "fit.num_threads = 1\n"
-        f"fit.monitor = '{MONITOR}'\n"
-        "torch.optim.AdamW.lr = 0.01\n"
+    config = tiny_cnn2d_config(
+        tmp_path, make_beats, "tb", "fit.epochs = 3", f"fit.monitor = '{MONITOR}'", "torch.optim.AdamW.lr = 0.01"
     )
     load_config(config)
     return train.fit(data=load_splits())

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from heartlab.files import write_atomic, write_json_atomic
+from heartlab.files import write_atomic
 
 CONFIG = "config.gin"
 CHECKPOINT = "best.pt"
@@ -71,10 +71,6 @@ def clear_attempt(run_dir: Path) -> None:
     for events in run_dir.rglob(EVENTS_GLOB):
         if not any(part.startswith("checkpoint_") for part in events.relative_to(run_dir).parts):
             events.unlink(missing_ok=True)
-
-
-def write_json(path: Path, payload: dict) -> Path:
-    return write_json_atomic(path, payload)
 
 
 def evaluate_run(run_dir: str | Path, data) -> dict:

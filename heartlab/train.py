@@ -27,7 +27,7 @@ from torch import nn
 from heartlab import checks, config, losses, metrics, models, optimizers, runs  # noqa: F401 (fit builds models, optimizers by gin name)
 from heartlab.data import Split, Splits, as_view, get_dataset, load_splits
 from heartlab.errors import HeartlabError, NonFiniteLossError
-from heartlab.files import check_output_dir, check_plain_name
+from heartlab.files import check_output_dir, check_plain_name, write_json_atomic
 from heartlab.tensorboard import RunWriter, gin_bindings
 
 SCHEDULES = ("cosine", "onecycle", "plateau", "none")
@@ -175,7 +175,7 @@ def fit(
             if evaluate_test:
                 result.test_metrics = evaluate_test_split(net, loss_fn, data, settings.eval_batch_size, settings.bf16)
                 result.test_metrics["best_epoch"] = result.best_epoch
-                runs.write_json(run_path / runs.TEST_METRICS, result.test_metrics)
+                write_json_atomic(run_path / runs.TEST_METRICS, result.test_metrics)
                 writer.test(result.best_epoch, result.test_metrics)
                 logger.info("test (best checkpoint, epoch {}): {}", result.best_epoch, format_metrics(result.test_metrics))
     return result

@@ -99,8 +99,8 @@ def prepare_study(
 
     name, path = study_location(config, name, storage)
     config_path = Path(config)
-    base = flatten_config(config_path).plus(list(bindings), "--bind")
-    parse_text(base)
+    experiment = flatten_config(config_path)
+    parse_text(experiment.plus(list(bindings), "--bind"))
     settings = search.read_settings()
     settings = replace(
         settings,
@@ -130,7 +130,7 @@ def prepare_study(
     ]
     if settings.max_epochs is not None:
         study_lines.append(f"fit.epochs = {settings.max_epochs}  # search.max_epochs")
-    study_config = flatten_config(config_path).plus(study_lines, "study binding").plus(list(bindings), "--bind")
+    study_config = experiment.plus(study_lines, "study binding").plus(list(bindings), "--bind")
     parse_text(study_config)
     loop = train.check_configured(dataset.classes)
     check_searched_fit_values(space, dataset.classes)

@@ -6,7 +6,6 @@ driver (command line, study preparation, tables).
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -15,6 +14,7 @@ from typing import Any
 
 from heartlab import runs
 from heartlab.config import parse_text
+from heartlab.files import write_json_atomic
 from heartlab.search import binding_lines, to_python
 from heartlab.tune.hparams import session_values
 from heartlab.tune.prepare import TrialSpec
@@ -63,7 +63,7 @@ def run_trial(config: dict[str, Any], *, data, spec: TrialSpec) -> None:
         "best_metrics": result.best_metrics,
         "fit_seconds": time.perf_counter() - started,
     }
-    (trial_dir / runs.FIT_RESULT).write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(trial_dir / runs.FIT_RESULT, summary)
 
 
 class ThreadShare:

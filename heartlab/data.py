@@ -2,13 +2,17 @@
 
 A beat file is a parquet table with one row per heartbeat: 187 float columns named ``"0"`` .. ``"186"``
 (the beat sampled at 125 Hz, normalised to [0, 1], zero-padded) and a ``target`` column holding the class
-index (float or int). Other columns, such as a stray pandas ``__index_level_0__``, are ignored.
+index (float or int). Beat files that heartlab builds from the MIT-BIH records also carry each beat's
+provenance and its R-R intervals (:data:`PROVENANCE_COLUMNS`, :data:`RR_COLUMNS`); they are optional, and
+training reads them only where asked (validation by record, models with ``rr_features``). Other columns,
+such as a stray pandas ``__index_level_0__``, are ignored.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gin
@@ -28,6 +32,13 @@ GRID_SHAPE = (16, 12)  # the 2D view: rows x columns of the padded beat, row-maj
 SIGNAL_COLUMNS = tuple(str(i) for i in range(BEAT_LENGTH))
 TARGET_COLUMN = "target"
 METADATA_PREFIX = "heartlab."  # prefix of heartlab's parquet key-value metadata (e.g. heartlab.synthetic)
+RECORD_COLUMN = "record"  # the recording (one patient) a beat comes from, e.g. '101' (text)
+R_PEAK_COLUMN = "r_peak"  # sample index of the beat's R-peak annotation in its record (at the record's rate)
+PROVENANCE_COLUMNS = (RECORD_COLUMN, R_PEAK_COLUMN)
+# R-R intervals in seconds: to the previous beat, to the next beat, and the mean R-R interval of the beats
+# within 5 s either side (a 10 s window centred on the beat), after de Chazal et al. (2004).
+RR_COLUMNS = ("rr_pre", "rr_post", "rr_local")
+VALID_SPLITS = ("stratified", "records")
 
 
 DATA_DIR = "data"  # where experiments look for beat files, relative to the current directory
@@ -63,15 +74,21 @@ class DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {
     "ptb": DatasetSpec("ptb", ("normal", "abnormal"), "heart_train.parq", "heart_test.parq"),
     "arrhythmia": DatasetSpec("arrhythmia", ("N", "S", "V", "F", "Q"), "heart_big_train.parq", "heart_big_test.parq"),
+    # The inter-patient protocol (de Chazal et al. 2004): train on the records of DS1, test on those of DS2.
+    # Q (15 beats in the 44 records) is left out, as in the AAMI reporting practice.
+    "arrhythmia_interpatient": DatasetSpec(
+        "arrhythmia_interpatient", ("N", "S", "V", "F"), "mitbih_ds1.parq", "mitbih_ds2.parq"
+    ),
 }
 
 
-def dataset_files() -> dict[str, str]:
-    """``{'<dataset>_train': file name, '<dataset>_test': file name}`` for every registered dataset."""
+def dataset_files(*names: str) -> dict[str, str]:
+    """``{'<dataset>_train': file name, '<dataset>_test': file name}`` for the datasets ``names`` (default:
+    every registered dataset)."""
     return {
-        f"{spec.name}_{split}": name
-        for spec in DATASETS.values()
-        for split, name in (("train", spec.train_name), ("test", spec.test_name))
+        f"{spec.name}_{split}": file
+        for spec in (DATASETS[name] for name in names or DATASETS)
+        for split, file in (("train", spec.train_name), ("test", spec.test_name))
     }
 
 
@@ -148,8 +165,11 @@ def read_beats(path: str | Path, num_classes: int | None = None) -> tuple[np.nda
     return signals, labels
 
 
-def write_beats(path: str | Path, signals: np.ndarray, labels: np.ndarray) -> Path:
-    """Write beats in the schema :func:`read_beats` expects (``target`` as float, like the course files).
+def write_beats(
+    path: str | Path, signals: np.ndarray, labels: np.ndarray, columns: Mapping[str, np.ndarray] | None = None
+) -> Path:
+    """Write beats in the schema :func:`read_beats` expects (``target`` as float, like the course files),
+    plus optional per-beat ``columns`` (e.g. :data:`RECORD_COLUMN`, :data:`RR_COLUMNS`), one value per beat.
 
     The file is written beside its destination and renamed into place, so a failure leaves nothing
     half-written.
@@ -162,10 +182,67 @@ def write_beats(path: str | Path, signals: np.ndarray, labels: np.ndarray) -> Pa
         raise ValueError(f"labels must have shape ({signals.shape[0]},), got {labels.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = {name: signals[:, i] for i, name in enumerate(SIGNAL_COLUMNS)}
-    columns[TARGET_COLUMN] = labels.astype(np.float64)
-    write_atomic(path, lambda partial: pl.DataFrame(columns).write_parquet(partial))
+    table = {name: signals[:, i] for i, name in enumerate(SIGNAL_COLUMNS)}
+    table[TARGET_COLUMN] = labels.astype(np.float64)
+    for name, values in (columns or {}).items():
+        if name in table:
+            raise ValueError(f"column {name!r} is part of the beat schema")
+        if len(values) != signals.shape[0]:
+            raise ValueError(f"column {name!r} holds {len(values)} values for {signals.shape[0]} beats")
+        table[name] = values
+    write_atomic(path, lambda partial: pl.DataFrame(table).write_parquet(partial))
     return path
+
+
+@dataclass(frozen=True)
+class BeatContext:
+    """The optional per-beat columns of a beat file: ``record`` (text ids, ``None`` when absent) and the
+    R-R intervals ``rr`` (float32 ``(n, 3)``: :data:`RR_COLUMNS`, seconds; ``None`` when absent)."""
+
+    record: np.ndarray | None = None
+    rr: np.ndarray | None = None
+
+
+def read_context(path: str | Path, n: int) -> BeatContext:
+    """Read and check the optional :data:`RECORD_COLUMN` and :data:`RR_COLUMNS` of a beat file of ``n`` rows
+    (already checked by :func:`read_beats`).
+
+    Raises:
+        BeatFileError: only some of the R-R columns present, or values that are missing, not numbers, or
+            not positive.
+    """
+    schema = pl.read_parquet_schema(path)
+    present = [c for c in RR_COLUMNS if c in schema]
+    if present and len(present) != len(RR_COLUMNS):
+        missing = [c for c in RR_COLUMNS if c not in schema]
+        raise BeatFileError(
+            f"{path}: has R-R column(s) {', '.join(present)} but not {', '.join(missing)}; a file holds all of "
+            f"{', '.join(RR_COLUMNS)} (seconds) or none (rebuild it with `heartlab data mitbih`)"
+        )
+    wanted = [c for c in (RECORD_COLUMN, *present) if c in schema]
+    if not wanted:
+        return BeatContext()
+    frame = pl.read_parquet(path, columns=wanted)
+    assert frame.height == n
+    record = None
+    if RECORD_COLUMN in frame.columns:
+        column = frame.get_column(RECORD_COLUMN)
+        if column.null_count():
+            raise BeatFileError(f"{path}: {column.null_count()} missing value(s) in column {RECORD_COLUMN!r}")
+        record = column.cast(pl.Utf8).to_numpy().astype(str)
+    rr = None
+    if present:
+        for name in present:
+            if not schema[name].is_numeric():
+                raise BeatFileError(f"{path}: column {name!r} has type {schema[name]}, expected seconds as a number")
+        rr = frame.select(present).to_numpy().astype(np.float32)
+        bad = ~(np.isfinite(rr) & (rr > 0)).all(axis=1)
+        if bad.any():
+            raise BeatFileError(
+                f"{path}: {bad.sum()} row(s) hold R-R intervals that are missing, not finite or not positive "
+                f"(first: row {np.flatnonzero(bad)[0]}); R-R intervals are durations in seconds"
+            )
+    return BeatContext(record, rr)
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -192,13 +269,31 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 @dataclass
 class Split:
-    """One split in memory: ``x`` float32 ``(n, 187)``, ``y`` int64 ``(n,)``."""
+    """One split in memory: ``x`` float32 ``(n, 187)``, ``y`` int64 ``(n,)``; optionally the record of each
+    beat (``record``, text ids) and its R-R intervals (``rr``, float32 ``(n, 3)`` in seconds)."""
 
     x: torch.Tensor
     y: torch.Tensor
+    record: np.ndarray | None = None
+    rr: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+    def subset(self, rows: np.ndarray) -> Split:
+        """The beats at ``rows`` (indices), with their records and R-R intervals."""
+        index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        return Split(
+            self.x[index],
+            self.y[index],
+            None if self.record is None else self.record[rows],
+            None if self.rr is None else self.rr[index],
+        )
+
+    @property
+    def records(self) -> list[str]:
+        """The distinct records of this split, sorted (empty when the file had no record column)."""
+        return [] if self.record is None else sorted(set(self.record.tolist()))
 
     def class_counts(self, num_classes: int) -> torch.Tensor:
         return torch.bincount(self.y, minlength=num_classes)
@@ -236,12 +331,16 @@ class Splits:
 
     def describe(self) -> str:
         def counts(split: Split) -> str:
-            return "/".join(str(c) for c in split.class_counts(self.dataset.num_classes).tolist())
+            per_class = "/".join(str(c) for c in split.class_counts(self.dataset.num_classes).tolist())
+            if not split.records:
+                return f"[{per_class}]"
+            shown = split.records if len(split.records) <= 6 else [*split.records[:5], "..."]
+            return f"[{per_class}] from {len(split.records)} records ({', '.join(shown)})"
 
         label = "SYNTHETIC demo beats of " if self.synthetic else ""
         return (
-            f"{label}{self.dataset.name} ({'/'.join(self.classes)}): train {len(self.train)} [{counts(self.train)}], "
-            f"valid {len(self.valid)} [{counts(self.valid)}], test {len(self.test)} [{counts(self.test)}]"
+            f"{label}{self.dataset.name} ({'/'.join(self.classes)}): train {len(self.train)} {counts(self.train)}, "
+            f"valid {len(self.valid)} {counts(self.valid)}, test {len(self.test)} {counts(self.test)}"
         )
 
 
@@ -252,17 +351,24 @@ def load_splits(
     test_file: str | None = None,
     valid_fraction: float = 0.2,
     seed: int = 0,
+    valid_split: str = "stratified",
 ) -> Splits:
     """Load an experiment's data: the training file split into train/validation, and the test file.
 
     Args:
-        dataset: registered dataset name, ``'ptb'`` (normal/abnormal) or ``'arrhythmia'`` (N/S/V/F/Q).
+        dataset: registered dataset name: ``'ptb'`` (normal/abnormal), ``'arrhythmia'`` (N/S/V/F/Q, beats
+            split at random) or ``'arrhythmia_interpatient'`` (N/S/V/F, DS1 -> DS2 by record).
         train_file: parquet file to train and validate on; ``None`` takes the dataset's default
-            (``data/heart_train.parq`` or ``data/heart_big_train.parq``).
+            (``data/heart_train.parq``, ``data/heart_big_train.parq`` or ``data/mitbih_ds1.parq``).
         test_file: parquet file evaluated once after training; ``None`` takes the dataset's default.
-        valid_fraction: fraction, strictly between 0 and 1, of every class of the training file held out
-            for validation.
-        seed: seed (>= 0) of the stratified train/validation split.
+        valid_fraction: fraction, strictly between 0 and 1, held out for validation: of every class
+            (``'stratified'``), or of the records (``'records'``).
+        seed: seed (>= 0) of the train/validation split.
+        valid_split: ``'stratified'`` holds out beats at random within each class; ``'records'`` holds out
+            whole records (patients), so that validation, like an inter-patient test, judges the model on
+            patients it never trained on: among seeded random draws of ``round(valid_fraction x records)``
+            records, the one whose share of every class is closest to ``valid_fraction`` (train and
+            validation each holding every class). Needs the file's ``record`` column.
 
     Raises:
         BeatFileError: a bad file, a setting out of range, or a train or validation split without a beat
@@ -271,24 +377,42 @@ def load_splits(
     spec = get_dataset(dataset)
     checks.number("load_splits.valid_fraction", valid_fraction, 0.0, 1.0, low_open=True, high_open=True)
     checks.whole("load_splits.seed", seed, 0)
+    checks.one_of("load_splits.valid_split", valid_split, VALID_SPLITS)
     train_file, test_file = train_file or spec.train_file, test_file or spec.test_file
     train_x, train_y = read_beats(train_file, spec.num_classes)
     test_x, test_y = read_beats(test_file, spec.num_classes)
+    train_context, test_context = read_context(train_file, train_y.size), read_context(test_file, test_y.size)
     synthetic = is_synthetic(train_file) or is_synthetic(test_file)
     if synthetic:
         logger.warning(
             f"{train_file} / {test_file}: SYNTHETIC demo beats, not ECG recordings; results say nothing about "
             "real ECGs (bring real data with `heartlab data mitbih|kaggle|split`)"
         )
-    keep, held = stratified_split(train_y, valid_fraction, seed)
-    train_x_t, train_y_t = torch.from_numpy(train_x), torch.from_numpy(train_y)
-    splits = Splits(
-        dataset=spec,
-        train=Split(train_x_t[keep], train_y_t[keep]),
-        valid=Split(train_x_t[held], train_y_t[held]),
-        test=Split(torch.from_numpy(test_x), torch.from_numpy(test_y)),
-        synthetic=synthetic,
+    if valid_split == "records":
+        if train_context.record is None:
+            raise BeatFileError(
+                f"{train_file}: load_splits.valid_split = 'records' needs a {RECORD_COLUMN!r} column (the record "
+                "of each beat); files built by `heartlab data mitbih` have it, or use valid_split = 'stratified'"
+            )
+        keep, held = record_split(train_context.record, train_y, valid_fraction, seed, spec.classes, train_file)
+    else:
+        keep, held = stratified_split(train_y, valid_fraction, seed)
+    full = Split(
+        torch.from_numpy(train_x),
+        torch.from_numpy(train_y),
+        train_context.record,
+        None if train_context.rr is None else torch.from_numpy(train_context.rr),
     )
+    test = Split(
+        torch.from_numpy(test_x),
+        torch.from_numpy(test_y),
+        test_context.record,
+        None if test_context.rr is None else torch.from_numpy(test_context.rr),
+    )
+    if (full.rr is None) != (test.rr is None):
+        logger.warning(f"{train_file} / {test_file}: only one of them has the R-R columns; models cannot use them")
+        full, test = replace(full, rr=None), replace(test, rr=None)
+    splits = Splits(dataset=spec, train=full.subset(keep), valid=full.subset(held), test=test, synthetic=synthetic)
     in_file = np.bincount(train_y, minlength=spec.num_classes).tolist()
     for name, split in (("training", splits.train), ("validation", splits.valid)):
         counts = split.class_counts(spec.num_classes).tolist()
@@ -300,6 +424,53 @@ def load_splits(
                 f"hold every class: add beats of it or change load_splits.valid_fraction ({valid_fraction:g})"
             )
     return splits
+
+
+RECORD_SPLIT_DRAWS = 4096  # random record subsets scored by load_splits(valid_split='records')
+
+
+def record_split(
+    records: np.ndarray, labels: np.ndarray, fraction: float, seed: int, classes: tuple[str, ...], path: str | Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split row indices into ``(keep, held_out)`` by whole records.
+
+    ``round(fraction x records)`` records (at least one, and one fewer than all) are held out: among
+    :data:`RECORD_SPLIT_DRAWS` subsets drawn by a generator seeded with ``seed``, the one where both parts
+    hold every class and the held-out share of each class is closest to ``fraction`` (least squares over
+    the classes, each class weighing the same). Both index arrays are sorted.
+
+    Raises:
+        BeatFileError: fewer than two records, or no draw where both parts hold every class.
+    """
+    names, per_beat = np.unique(records, return_inverse=True)
+    if names.size < 2:
+        raise BeatFileError(
+            f"{path}: load_splits.valid_split = 'records' needs beats of two records or more, the file holds "
+            f"{names.size}"
+        )
+    num_classes = len(classes)
+    counts = np.zeros((names.size, num_classes), dtype=np.int64)
+    np.add.at(counts, (per_beat, labels), 1)
+    totals = counts.sum(axis=0)
+    size = min(max(int(round(fraction * names.size)), 1), names.size - 1)
+    rng = np.random.default_rng(seed)
+    draws = np.argsort(rng.random((RECORD_SPLIT_DRAWS, names.size)), axis=1)[:, :size]
+    held_counts = counts[draws].sum(axis=1)  # (draws, classes)
+    present = totals > 0
+    valid = ((held_counts > 0) | ~present).all(axis=1) & ((totals - held_counts > 0) | ~present).all(axis=1)
+    if not valid.any():
+        spread = ", ".join(f"{c} in {int((counts[:, i] > 0).sum())}" for i, c in enumerate(classes) if present[i])
+        raise BeatFileError(
+            f"{path}: no choice of {size} of its {names.size} records gives train and validation a beat of every "
+            f"class (records holding each class: {spread}); change load_splits.valid_fraction ({fraction:g}) "
+            "or use valid_split = 'stratified'"
+        )
+    share = held_counts[:, present] / totals[present]
+    cost = np.where(valid, ((share - fraction) ** 2).sum(axis=1), np.inf)
+    chosen = np.zeros(names.size, dtype=bool)
+    chosen[draws[int(np.argmin(cost))]] = True
+    held_mask = chosen[per_beat]
+    return np.flatnonzero(~held_mask), np.flatnonzero(held_mask)
 
 
 def as_view(x: torch.Tensor, view: str) -> torch.Tensor:

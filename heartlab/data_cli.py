@@ -39,13 +39,15 @@ def _records(text: str) -> list[str]:
     return ids
 
 
-def _add_common(parser: argparse.ArgumentParser, *, seed_help: str, test_size: bool = True) -> None:
+def _add_common(
+    parser: argparse.ArgumentParser, *, seed_help: str, test_size: bool = True, test_size_default: float | None = 0.2
+) -> None:
     parser.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default: 0)")
     if test_size:
         parser.add_argument(
             "--test-size",
             type=_fraction,
-            default=0.2,
+            default=test_size_default,
             help="fraction of every class held out for the test file (default: 0.2)",
         )
     parser.add_argument("--force", action="store_true", help="replace output files that already exist")
@@ -57,6 +59,7 @@ def run_mitbih(args: argparse.Namespace) -> int:
     build_mitbih(
         args.source,
         args.out,
+        protocol=args.protocol,
         records=args.records,
         test_size=args.test_size,
         seed=args.seed,
@@ -115,12 +118,22 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser(
         "mitbih",
-        help="rebuild heart_big_train/test.parq from the raw MIT-BIH records",
+        help="rebuild the MIT-BIH beat files from the raw records (random or inter-patient protocol)",
         description=(
-            "Rebuild heart_big_train.parq and heart_big_test.parq from the MIT-BIH Arrhythmia Database with the "
-            "published preprocessing (Kachuee et al. 2018): lead MLII, 125 Hz, 10 s windows normalised to [0, 1], "
-            "beats of 1.2 x the window's median R-R interval, AAMI classes N/S/V/F/Q, stratified 80/20 split."
+            "Build MIT-BIH beat files from the raw records with the published preprocessing (Kachuee et al. 2018): "
+            "lead MLII, 125 Hz, 10 s windows normalised to [0, 1], beats of 1.2 x the window's median R-R interval, "
+            "AAMI classes. Every beat keeps its record, R-peak sample and R-R intervals (rr_pre, rr_post, rr_local, "
+            "seconds). --protocol random (default): heart_big_train.parq / heart_big_test.parq, N/S/V/F/Q beats "
+            "split 80/20 at random (stratified), as published. --protocol inter-patient (de Chazal et al. 2004): "
+            "mitbih_ds1.parq (records of DS1, for training) and mitbih_ds2.parq (DS2, for testing), N/S/V/F beats, "
+            "paced records and Q beats left out: the model is tested on patients it never saw."
         ),
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("random", "inter-patient"),
+        default="random",
+        help="random: beats split at random (default); inter-patient: DS1 -> DS2 by record",
     )
     p.add_argument(
         "--source",
@@ -136,7 +149,7 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="where --source physionet keeps the download (default: ~/.cache/heartlab/mitdb)",
     )
-    _add_common(p, seed_help="seed of the stratified train/test split")
+    _add_common(p, seed_help="seed of the stratified train/test split (random protocol)", test_size_default=None)
     p.set_defaults(handler=run_mitbih)
 
     p = commands.add_parser(

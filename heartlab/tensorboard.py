@@ -131,10 +131,13 @@ class RunWriter:
         self.writer.file_writer.add_summary(self._end)
         self.writer.flush()
 
-    def test(self, step: int, test_metrics: dict) -> None:
+    def test(self, step: int, test_metrics: dict, table: str | None = None) -> None:
+        """The ``test/...`` scalars at the best epoch, and the per-class table (Se, +P, FPR) as text."""
         for name, value in test_metrics.items():
             if name.startswith("test/"):
                 self.writer.add_scalar(name, value, step)
+        if table:
+            self.writer.add_text("test/per_class", "```\n" + table + "\n```", step)
         self.writer.flush()
 
     def __enter__(self) -> RunWriter:

@@ -160,6 +160,7 @@ def fit(
         torch.set_num_threads(num_threads)
     torch.manual_seed(seed)
     net, loss_fn, opt = build(model, loss, optimizer, data.train.class_counts(len(data.classes)).tolist())
+    check_inputs(net, data)
     operative = gin.operative_config_str()
 
     run_path = Path(run_dir) if run_dir is not None else runs.new_run_dir(runs_root, experiment)
@@ -176,8 +177,10 @@ def fit(
                 result.test_metrics = evaluate_test_split(net, loss_fn, data, settings.eval_batch_size, settings.bf16)
                 result.test_metrics["best_epoch"] = result.best_epoch
                 write_json_atomic(run_path / runs.TEST_METRICS, result.test_metrics)
-                writer.test(result.best_epoch, result.test_metrics)
+                table = metrics.aami_table(result.test_metrics, data.classes, ci=result.test_metrics.get("ci95"))
+                writer.test(result.best_epoch, result.test_metrics, table)
                 logger.info("test (best checkpoint, epoch {}): {}", result.best_epoch, format_metrics(result.test_metrics))
+                logger.info("test per class (best checkpoint):\n{}", table)
     return result
 
 
@@ -267,13 +270,29 @@ def resolve_bf16(value: bool | str) -> bool:
     return bool(value)
 
 
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int, bf16: bool) -> torch.Tensor:
-    """Logits ``(n, C)`` of the model on every beat of ``x``, in eval mode, batch by batch."""
+def model_inputs(model: nn.Module, split: Split, rows: torch.Tensor | slice) -> tuple[torch.Tensor, ...]:
+    """The arguments of ``model`` for the beats ``rows`` of ``split``: the beats in the model's view, and
+    their R-R intervals when the model uses them (``model.uses_rr``)."""
+    x = as_view(split.x[rows], model.input_view)
+    return (x, split.rr[rows]) if getattr(model, "uses_rr", False) else (x,)
+
+
+def check_inputs(model: nn.Module, data: Splits) -> None:
+    """A model built to use R-R intervals needs them in every split (before anything is written)."""
+    if getattr(model, "uses_rr", False) and any(s.rr is None for s in (data.train, data.valid, data.test)):
+        raise HeartlabError(
+            f"{type(model).__name__}.rr_features = True needs the R-R interval columns (rr_pre, rr_post, rr_local) "
+            "in the training and test files; rebuild them with `heartlab data mitbih`, or set rr_features = False"
+        )
+
+
+def predict(model: nn.Module, split: Split, batch_size: int, bf16: bool) -> torch.Tensor:
+    """Logits ``(n, C)`` of the model on every beat of ``split``, in eval mode, batch by batch."""
     model.eval()
     chunks = []
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for start in range(0, x.shape[0], batch_size):
-            chunks.append(model(as_view(x[start : start + batch_size], model.input_view)).float())
+        for start in range(0, len(split), batch_size):
+            chunks.append(model(*model_inputs(model, split, slice(start, start + batch_size))).float())
     return torch.cat(chunks)
 
 
@@ -281,7 +300,7 @@ def evaluate(
     model: nn.Module, loss_fn: nn.Module, split: Split, classes: tuple[str, ...], name: str, batch_size: int, bf16: bool
 ) -> tuple[dict[str, float], torch.Tensor]:
     """Metrics of ``model`` over the whole ``split`` (loss included), and its logits."""
-    logits = predict(model, split.x, batch_size, bf16)
+    logits = predict(model, split, batch_size, bf16)
     with torch.inference_mode():
         loss = float(loss_fn(logits, split.y))
     return metrics.compute_metrics(logits, split.y, classes, name, loss=loss), logits
@@ -309,9 +328,8 @@ def train_epoch(
     for index in order.split(batch_size):
         if index.numel() < 2:
             continue
-        x = as_view(split.x[index], model.input_view)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_fn(model(x), split.y[index])
+            loss = loss_fn(model(*model_inputs(model, split, index)), split.y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -389,10 +407,20 @@ def check_configured(classes: tuple[str, ...]) -> LoopSettings:
 
 
 def evaluate_test_split(net: nn.Module, loss_fn: nn.Module, data: Splits, batch_size: int, bf16: bool) -> dict:
-    """Test metrics plus the confusion matrix (rows: true class, columns: predicted)."""
+    """Test metrics plus the confusion matrix (rows: true class, columns: predicted); when the test file
+    names each beat's record, 95% intervals of every per-class Se and +P from a bootstrap over its records
+    (``ci95``, see :func:`heartlab.metrics.record_bootstrap`)."""
     test_metrics, logits = evaluate(net, loss_fn, data.test, data.classes, "test", batch_size, bf16)
     matrix = metrics.confusion_matrix(logits, data.test.y, len(data.classes))
-    return {**test_metrics, "classes": list(data.classes), "confusion_matrix": matrix.tolist()}
+    result = {**test_metrics, "classes": list(data.classes), "confusion_matrix": matrix.tolist()}
+    if data.test.record is not None and len(data.test.records) > 1:
+        preds = logits.argmax(dim=-1)
+        result["ci95"] = metrics.record_bootstrap(preds, data.test.y, data.test.record, data.classes, "test")
+        result["ci95_method"] = (
+            f"percentile bootstrap over the {len(data.test.records)} test records, "
+            f"{metrics.BOOTSTRAP_RESAMPLES} resamples, seed 0"
+        )
+    return result
 
 
 def format_metrics(values: dict) -> str:

@@ -30,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from heartlab import train
 from heartlab.config import load_config
-from heartlab.data import BEAT_LENGTH, Split, as_view, get_dataset, load_splits
+from heartlab.data import BEAT_LENGTH, Split, get_dataset, load_splits
 from heartlab.errors import HeartlabError, report
 
 
@@ -56,7 +56,8 @@ def training_data(num_classes: int, beats: int) -> tuple[Split, str]:
         generator = torch.Generator().manual_seed(0)
         x = torch.rand(beats, BEAT_LENGTH, generator=generator)
         y = torch.randint(0, num_classes, (beats,), generator=generator)
-        return Split(x, y), f"{beats} random beats ({str(exc).splitlines()[0]})"
+        rr = 0.5 + torch.rand(beats, 3, generator=generator)  # seconds, for models with rr_features
+        return Split(x, y, rr=rr), f"{beats} random beats ({str(exc).splitlines()[0]})"
 
 
 def build(class_counts: list[int], **model_overrides):
@@ -67,12 +68,12 @@ def build(class_counts: list[int], **model_overrides):
 
 def macs_per_beat(net, loss_fn, split: Split, batch_size: int) -> float:
     """Forward + backward multiply-accumulates per beat of one training step."""
-    x = as_view(split.x[:batch_size], net.input_view)
+    inputs = train.model_inputs(net, split, slice(0, batch_size))
     net.train()
     with FlopCounterMode(display=False) as counter:
-        loss_fn(net(x), split.y[:batch_size]).backward()
+        loss_fn(net(*inputs), split.y[:batch_size]).backward()
     net.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / 2 / x.shape[0]
+    return counter.get_total_flops() / 2 / inputs[0].shape[0]
 
 
 def trainer_window(net, loss_fn, optimizer, window: Split, batch_size: int, bf16: bool) -> Callable[[], None]:
@@ -88,9 +89,8 @@ def bare_window(net, loss_fn, optimizer, window: Split, batch_size: int, bf16: b
         order = torch.randperm(len(window))
         for start in range(0, len(window), batch_size):
             index = order[start : start + batch_size]
-            x = as_view(window.x[index], net.input_view)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = net(x)
+                logits = net(*train.model_inputs(net, window, index))
             loss = F.cross_entropy(logits.float(), window.y[index], weight=weight)
             optimizer.zero_grad()
             loss.backward()
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = split.class_counts(dataset.num_classes).tolist()
     generator = torch.Generator().manual_seed(1)
     window_index = torch.randperm(len(split), generator=generator)[: args.steps * batch_size]
-    window = Split(split.x[window_index], split.y[window_index])
+    window = split.subset(window_index.numpy())
     window_beats = len(window)  # fewer than steps * batch_size when the training split is small
 
     net, loss_fn, optimizer = build(counts)

@@ -59,9 +59,10 @@ def test_extract_beats_windows_spans_and_padding():
         signal[p + 1 : p + 30] = 0.2 if p < 1250 else 0.9
     signal -= 0.5
     labels = np.arange(positions.size) % 5
-    beats, kept = extract_beats(signal, positions, labels, rate)
+    beats, kept_labels, kept = extract_beats(signal, positions, labels, rate)
     assert beats.shape == (positions.size - 1, BEAT_LENGTH)  # the last beat has no R-R interval
-    np.testing.assert_array_equal(kept, labels[:-1])
+    np.testing.assert_array_equal(kept_labels, labels[:-1])
+    np.testing.assert_array_equal(kept, np.arange(positions.size - 1))  # index into positions of each beat
     assert beats.min() >= 0.0 and beats.max() <= 1.0
     assert (beats[:, 0] == 1.0).all()  # starts at the (normalised) R peak
     first = beats[: np.sum(positions < 1250)]
@@ -113,7 +114,7 @@ def test_lead_choice_by_name():
     keep = [i for i, s in enumerate(annotation.symbol) if s in AAMI_LABELS]
     positions = np.rint(annotation.sample[keep] * 125 / 360).astype(int)
     labels = np.array([AAMI_LABELS[annotation.symbol[i]] for i in keep])
-    expected, _ = extract_beats(resample_to_target(second, 360), positions, labels)
+    expected, _, _ = extract_beats(resample_to_target(second, 360), positions, labels)
     np.testing.assert_array_equal(result.signals, expected)
 
 

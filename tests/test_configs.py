@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from heartlab.config import load_config
-from heartlab.data import BEAT_LENGTH, DATASETS, as_view
+from heartlab.data import BEAT_LENGTH, DATASETS, Split
 from heartlab.errors import HeartlabError
 from heartlab.models import CNN2D, ResNet1D, Transformer1D
+from heartlab.train import model_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -88,8 +89,9 @@ def test_experiment_is_consistent_and_its_model_runs(path):
     assert {"train_file", "test_file"}.isdisjoint(gin.get_bindings("load_splits")), gin.get_bindings("load_splits")
     torch.manual_seed(0)
     model = gin.query_parameter("fit.model").scoped_configurable_fn(num_classes=spec.num_classes).eval()
+    split = Split(torch.rand(2, BEAT_LENGTH), torch.zeros(2, dtype=torch.long), rr=0.5 + torch.rand(2, 3))
     with torch.no_grad():
-        out = model(as_view(torch.rand(2, BEAT_LENGTH), model.input_view))
+        out = model(*model_inputs(model, split, slice(None)))
     assert out.shape == (2, spec.num_classes)
     assert torch.isfinite(out).all()
 

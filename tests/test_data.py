@@ -262,7 +262,7 @@ def test_load_splits_seed_changes_validation_rows(make_beats):
 
 def test_load_splits_unknown_dataset(make_beats):
     path = str(make_beats(5, 2))
-    with pytest.raises(BeatFileError, match="unknown dataset 'mitbih'.*arrhythmia, ptb"):
+    with pytest.raises(BeatFileError, match="unknown dataset 'mitbih'.*arrhythmia, arrhythmia_interpatient, ptb"):
         load_splits(dataset="mitbih", train_file=path, test_file=path)
 
 

@@ -126,7 +126,7 @@ def test_info_reports_rows_classes_and_range(make_beats, capsys):
 def test_info_without_dataset_lists_the_datasets_the_labels_fit(make_beats, capsys):
     code, out, _ = run(capsys, "info", str(make_beats(3, 2)))
     assert code == 0
-    assert "arrhythmia, ptb" in out
+    assert "arrhythmia, arrhythmia_interpatient, ptb" in out
 
 
 def test_info_schema_problems_are_one_error_line(tmp_path, make_beats, capsys):

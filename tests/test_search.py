@@ -13,7 +13,7 @@ import torch
 
 from heartlab import search
 from heartlab.config import flatten_config, load_config, parse_text
-from heartlab.data import Split, Splits, get_dataset
+from heartlab.data import DATASETS, Split, Splits, get_dataset
 from heartlab.errors import HeartlabError
 from heartlab.search import SearchSpace, binding_lines, check_binding_key, gin_literal, parse_distribution, parse_space
 from heartlab.tune import prepare
@@ -34,7 +34,8 @@ def fake_splits(dataset: str, n: int = 24) -> Splits:
     generator = torch.Generator().manual_seed(0)
 
     def split() -> Split:
-        return Split(torch.rand(n, 187, generator=generator), torch.arange(n) % spec.num_classes)
+        rr = 0.5 + torch.rand(n, 3, generator=generator)  # seconds, for models with rr_features
+        return Split(torch.rand(n, 187, generator=generator), torch.arange(n) % spec.num_classes, rr=rr)
 
     return Splits(spec, split(), split(), split())
 
@@ -156,7 +157,7 @@ def test_sampled_values_round_trip_through_gin():
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_config_has_a_valid_search_section(experiment):
     """Each of the six configs parses, its search section checks out, and the dry run builds its model."""
-    dataset = experiment.split("_")[0]
+    dataset = max((name for name in DATASETS if experiment.startswith(f"{name}_")), key=len)
     study, _ = prepare.prepare_study(ROOT / "configs" / f"{experiment}.gin", data=fake_splits(dataset))
     assert study.settings.metric == "val/recall_macro"
     assert len(study.space.keys) >= 5

@@ -35,7 +35,7 @@ RATE = 125  # Hz
 SPAN_FACTOR = 1.2
 CONTEXT = (-1.5, 1.6)  # seconds around the R peak over which a beat is min-max normalised
 README_NAME = "SYNTHETIC_README.txt"
-OUTPUT_FILES = dataset_files()  # the file names the configs read (heartlab.data.DATASETS)
+OUTPUT_FILES = dataset_files("ptb", "arrhythmia")  # the file names the configs read (heartlab.data.DATASETS)
 # class shares, imbalanced like the real sets but with enough minority beats to learn from
 ARRHYTHMIA_SHARES = (0.60, 0.10, 0.14, 0.06, 0.10)  # N S V F Q
 PTB_SHARES = (0.30, 0.70)  # normal abnormal

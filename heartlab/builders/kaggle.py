@@ -23,7 +23,7 @@ from heartlab.errors import HeartlabError
 CSV_COLUMNS = BEAT_LENGTH + 1  # 187 samples, then the label
 MITBIH_FILES = {"train": "mitbih_train.csv", "test": "mitbih_test.csv"}
 PTB_FILES = {0: "ptbdb_normal.csv", 1: "ptbdb_abnormal.csv"}  # label -> file
-OUTPUT_FILES = dataset_files()  # the file names the configs read (heartlab.data.DATASETS)
+OUTPUT_FILES = dataset_files("ptb", "arrhythmia")  # the file names the configs read (heartlab.data.DATASETS)
 DEFAULT_SEED = 0
 KAGGLE_DOC = "https://www.kaggle.com/datasets/shayanfazeli/heartbeat"
 

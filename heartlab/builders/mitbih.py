@@ -18,8 +18,23 @@ Per record:
    beat running past its window's end keeps its samples, normalised with its own window's min and max
    and clipped to [0, 1].
 
-Then a stratified 80/20 split with a fixed seed. The result matches the published class counts: the totals
-exactly (N 90,589, S 2,779, V 7,236, F 803, Q 8,039), the train/test counts to within one beat per class.
+Every beat keeps its provenance, ``record`` and ``r_peak`` (the sample index of its R-peak annotation in
+the 360 Hz record), and its R-R intervals in seconds, measured between the annotations at 360 Hz among
+the AAMI beats: ``rr_pre`` (to the previous beat; a record's first beat has none and takes its ``rr_post``),
+``rr_post`` (to the next beat) and ``rr_local`` (the mean ``rr_pre`` of the beats within 5 s either side).
+
+Two protocols split the beats into the training and the test file:
+
+- ``random`` (the default): a stratified 80/20 split of all beats with a fixed seed, into
+  ``heart_big_train.parq`` / ``heart_big_test.parq``. The result matches the published class counts: the
+  totals exactly (N 90,589, S 2,779, V 7,236, F 803, Q 8,039), the train/test counts to within one beat per
+  class. A patient's beats sit in both files.
+- ``inter-patient`` (de Chazal, O'Dwyer and Reilly, IEEE TBME 51(7), 2004): the 22 records of DS1 into
+  ``mitbih_ds1.parq``, the 22 of DS2 into ``mitbih_ds2.parq``; the paced records 102, 104, 107 and 217 are
+  left out, and so are the Q beats (8 in DS1, 7 in DS2), as in the AAMI reporting practice (classes
+  N, S, V, F). Against the reference annotation counts (DS1 N 45,866 / S 944 / V 3,788 / F 415, DS2
+  N 44,259 / S 1,837 / V 3,221 / F 388) the build holds 22 beats fewer per set: the last beat of each
+  record (21 N and 1 S in each), which has no following beat to measure its R-R interval.
 """
 
 from __future__ import annotations
@@ -36,12 +51,13 @@ import numpy as np
 from loguru import logger
 
 from heartlab.builders.outputs import StagedOutputs, count_table, write_beat_file
-from heartlab.data import BEAT_LENGTH, DATASETS, stratified_split
+from heartlab.data import BEAT_LENGTH, DATASETS, R_PEAK_COLUMN, RECORD_COLUMN, RR_COLUMNS, stratified_split
 from heartlab.errors import HeartlabError
 
 TARGET_RATE = 125  # Hz, the beat files' sampling rate
 WINDOW_SECONDS = 10
 SPAN_FACTOR = 1.2  # a beat spans 1.2 x the window's median R-R interval
+LOCAL_RR_SECONDS = 5.0  # rr_local averages the R-R intervals of the beats within this many seconds either side
 LEAD_PREFERENCE = ("MLII", "V5")
 AAMI_LABELS: dict[str, int] = {
     **dict.fromkeys("NLRej", 0),  # N: normal, bundle branch block, escape beats
@@ -63,6 +79,14 @@ PUBLISHED_COUNTS = {
 TRAIN_FILE = DATASETS["arrhythmia"].train_name
 TEST_FILE = DATASETS["arrhythmia"].test_name
 DEFAULT_SEED = 0
+PROTOCOLS = ("random", "inter-patient")
+# The inter-patient protocol of de Chazal et al. (2004).
+DS1 = tuple(["101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201", "203", "205", "207", "208", "209", "215", "220", "223", "230"])
+DS2 = tuple(["100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213", "214", "219", "221", "222", "228", "231", "232", "233", "234"])
+PACED_RECORDS = ("102", "104", "107", "217")
+Q_LABEL = 4  # the inter-patient dataset holds N, S, V, F only
+# Annotated beats per AAMI class (N/S/V/F) of DS1 and DS2, as the literature counts them.
+INTERPATIENT_COUNTS = {"DS1": (45866, 944, 3788, 415), "DS2": (44259, 1837, 3221, 388)}
 PHYSIONET_DOC = "https://physionet.org/content/mitdb/1.0.0/"
 
 
@@ -72,7 +96,31 @@ class RecordBeats:
     lead: str
     signals: np.ndarray  # float32 (n, 187)
     labels: np.ndarray  # int64 (n,)
+    r_peaks: np.ndarray  # int64 (n,): sample index of each beat's annotation in the record (its own rate)
+    rr: np.ndarray  # float32 (n, 3): rr_pre, rr_post, rr_local in seconds
     dropped_symbols: int  # annotations that are not AAMI beats
+
+
+@dataclass(frozen=True)
+class BeatTable:
+    """Beats of several records: signals, labels and the per-beat columns written beside them."""
+
+    signals: np.ndarray
+    labels: np.ndarray
+    columns: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, results: Sequence[RecordBeats]) -> BeatTable:
+        rr = np.concatenate([r.rr for r in results])
+        columns = {
+            RECORD_COLUMN: np.concatenate([np.full(r.labels.size, r.record, dtype=object) for r in results]),
+            R_PEAK_COLUMN: np.concatenate([r.r_peaks for r in results]),
+            **{name: rr[:, i] for i, name in enumerate(RR_COLUMNS)},
+        }
+        return cls(np.concatenate([r.signals for r in results]), np.concatenate([r.labels for r in results]), columns)
+
+    def rows(self, index: np.ndarray) -> BeatTable:
+        return BeatTable(self.signals[index], self.labels[index], {k: v[index] for k, v in self.columns.items()})
 
 
 # ---------------------------------------------------------------------------------------------- records
@@ -163,7 +211,7 @@ def resample_to_target(signal: np.ndarray, fs: float) -> np.ndarray:
 
 def extract_beats(
     signal: np.ndarray, positions: np.ndarray, labels: np.ndarray, rate: int = TARGET_RATE
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut beats out of a signal sampled at ``rate``.
 
     Args:
@@ -172,8 +220,8 @@ def extract_beats(
         labels: class of each beat.
 
     Returns:
-        ``(beats, labels)``: float32 ``(m, 187)`` in [0, 1] and int64 ``(m,)``, one row per beat that has a
-        following beat (``m = len(positions) - 1``).
+        ``(beats, labels, kept)``: float32 ``(m, 187)`` in [0, 1], int64 ``(m,)``, and the index into
+        ``positions`` of each beat: every beat that has a following beat (``m = len(positions) - 1``).
     """
     window = WINDOW_SECONDS * rate
     n_windows = -(-signal.size // window)
@@ -186,6 +234,7 @@ def extract_beats(
     positions, labels = positions[:-1], labels[:-1]  # the last beat has no R-R interval
     keep = (positions >= 0) & (positions < signal.size)
     positions, labels, rr = positions[keep], labels[keep], rr[keep]
+    kept = np.flatnonzero(keep)
     beat_window = positions // window
 
     beats = np.zeros((positions.size, BEAT_LENGTH), dtype=np.float32)
@@ -195,7 +244,28 @@ def extract_beats(
         for i in in_window:
             segment = signal[positions[i] : positions[i] + span]
             beats[i, : segment.size] = np.clip((segment - lows[w]) / scales[w], 0.0, 1.0)
-    return beats, labels.astype(np.int64)
+    return beats, labels.astype(np.int64), kept
+
+
+def rr_intervals(samples: np.ndarray, fs: float, local_seconds: float = LOCAL_RR_SECONDS) -> np.ndarray:
+    """R-R intervals in seconds of the beats annotated at ``samples`` (sorted, at ``fs`` Hz): float32
+    ``(n, 3)``, the columns :data:`heartlab.data.RR_COLUMNS`.
+
+    ``rr_pre``: to the previous beat (the first beat takes its ``rr_post``); ``rr_post``: to the next beat
+    (the last beat takes its ``rr_pre``; the builds drop that beat); ``rr_local``: the mean ``rr_pre`` of the
+    beats within ``local_seconds`` either side, the beat included.
+    """
+    times = np.asarray(samples, dtype=np.float64) / fs
+    if times.size < 2:
+        return np.zeros((times.size, 3), dtype=np.float32)
+    gaps = np.diff(times)
+    pre = np.concatenate([gaps[:1], gaps])
+    post = np.concatenate([gaps, gaps[-1:]])
+    low = np.searchsorted(times, times - local_seconds, side="left")
+    high = np.searchsorted(times, times + local_seconds, side="right")
+    cumulative = np.concatenate([[0.0], np.cumsum(pre)])
+    local = (cumulative[high] - cumulative[low]) / (high - low)
+    return np.stack([pre, post, local], axis=1).astype(np.float32)
 
 
 def build_record(source: str | Path, rid: str) -> RecordBeats:
@@ -204,16 +274,19 @@ def build_record(source: str | Path, rid: str) -> RecordBeats:
     signal, fs, lead, samples, symbols = _read_record(source, rid)
     is_beat = np.array([s in AAMI_LABELS for s in symbols], dtype=bool)
     labels = np.array([AAMI_LABELS[s] for s, b in zip(symbols, is_beat) if b], dtype=np.int64)
-    positions = np.rint(samples[is_beat] * (TARGET_RATE / fs)).astype(np.int64)
+    beat_samples = samples[is_beat]
+    positions = np.rint(beat_samples * (TARGET_RATE / fs)).astype(np.int64)
     order = np.argsort(positions, kind="stable")
     resampled = resample_to_target(signal, fs)
-    beats, beat_labels = extract_beats(resampled, positions[order], labels[order])
-    return RecordBeats(rid, lead, beats, beat_labels, int((~is_beat).sum()))
+    beats, beat_labels, kept = extract_beats(resampled, positions[order], labels[order])
+    r_peaks = beat_samples[order]
+    rr = rr_intervals(r_peaks, fs)
+    return RecordBeats(rid, lead, beats, beat_labels, r_peaks[kept], rr[kept], int((~is_beat).sum()))
 
 
 def build_beats(
     source: Path, records: Sequence[str] | None = None, workers: int = 1
-) -> tuple[np.ndarray, np.ndarray, list[RecordBeats]]:
+) -> tuple[BeatTable, list[RecordBeats]]:
     """The beats of every record of ``source``, concatenated in record order."""
     ids = list_records(source, records)
     workers = max(1, min(workers, len(ids), os.cpu_count() or 1))
@@ -226,9 +299,7 @@ def build_beats(
     for result in results:
         if result.lead != "MLII":
             logger.info(f"MIT-BIH: record {result.record} has no MLII lead, used {result.lead}")
-    signals = np.concatenate([r.signals for r in results])
-    labels = np.concatenate([r.labels for r in results])
-    return signals, labels, results
+    return BeatTable.of(results), results
 
 
 # ------------------------------------------------------------------------------------------- download
@@ -280,21 +351,25 @@ def build_mitbih(
     source: str | Path,
     out: str | Path,
     *,
+    protocol: str = "random",
     records: Sequence[str] | None = None,
-    test_size: float = 0.2,
+    test_size: float | None = None,
     seed: int = DEFAULT_SEED,
     workers: int = 1,
     force: bool = False,
     download_dir: str | Path | None = None,
 ) -> dict[str, Path]:
-    """Build ``heart_big_train.parq`` and ``heart_big_test.parq`` in ``out``.
+    """Build the training and test beat files of a protocol in ``out``.
 
     Args:
         source: folder of the raw records, or ``"physionet"`` to download them (into ``download_dir``).
         out: output folder.
-        records: build from these record ids only (default: all records of the source).
-        test_size: fraction of every class held out for the test file.
-        seed: seed of the stratified split.
+        protocol: ``'random'``: ``heart_big_train.parq`` / ``heart_big_test.parq``, a stratified split of
+            all beats; ``'inter-patient'``: ``mitbih_ds1.parq`` (DS1, training) / ``mitbih_ds2.parq`` (DS2,
+            test), N/S/V/F beats of the records of de Chazal et al. (2004).
+        records: build from these record ids only (``random`` protocol; default: all records of the source).
+        test_size: fraction of every class held out for the test file (``random`` protocol; default 0.2).
+        seed: seed of the stratified split (``random`` protocol).
         workers: processes reading records in parallel (one is fastest on the full database: the whole
             build takes a few seconds, less than a process pool costs to start and to send results back).
         force: replace existing output files.
@@ -303,37 +378,71 @@ def build_mitbih(
         ``{"train": path, "test": path}``.
     """
     start = time.perf_counter()
+    if protocol not in PROTOCOLS:
+        raise HeartlabError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    inter_patient = protocol == "inter-patient"
+    if inter_patient and (records or test_size is not None):
+        given = "--records" if records else "--test-size"
+        raise HeartlabError(
+            f"{given} does not apply to --protocol inter-patient: its records are fixed (DS1 trains, DS2 tests)"
+        )
+    test_size = 0.2 if test_size is None else test_size
     if not 0.0 < test_size < 1.0:
         raise HeartlabError(f"--test-size must be between 0 and 1 (exclusive), got {test_size}")
+    spec = DATASETS["arrhythmia_interpatient" if inter_patient else "arrhythmia"]
     out = Path(out)
-    train_path, test_path = out / TRAIN_FILE, out / TEST_FILE
+    train_path, test_path = out / spec.train_name, out / spec.test_name
     outputs = StagedOutputs([train_path, test_path], force=force)
+    wanted = [*DS1, *DS2] if inter_patient else records
     if str(source) == "physionet":
-        source_dir = download_mitdb(Path(download_dir) if download_dir else default_download_dir(), records)
+        source_dir = download_mitdb(Path(download_dir) if download_dir else default_download_dir(), wanted)
     else:
         source_dir = Path(source)
-    signals, labels, results = build_beats(source_dir, records, workers)
-    keep, held = stratified_split(labels, test_size, seed)
+    beats, results = build_beats(source_dir, wanted, workers)
     metadata = {
         "source": "MIT-BIH Arrhythmia Database (PhysioNet mitdb 1.0.0)",
         "preprocessing": "Kachuee et al. 2018: MLII (V5), 125 Hz, 10 s windows, 1.2 x median R-R",
-        "records": ",".join(r.record for r in results),
-        "split_seed": str(seed),
-        "test_size": str(test_size),
+        "protocol": protocol,
     }
+    if inter_patient:
+        parts, reference, dropped = _inter_patient_parts(beats)
+        metadata["protocol"] = "inter-patient (de Chazal et al. 2004): DS1 trains, DS2 tests; paced records and Q beats left out"
+        part_records = {"train": ",".join(DS1), "test": ",".join(DS2)}
+        train, test, reference_name = parts["DS1"], parts["DS2"], "annotated"
+    else:
+        keep, held = stratified_split(beats.labels, test_size, seed)
+        parts = {"train": beats.rows(keep), "test": beats.rows(held), "total": beats}
+        full = records is None and len(results) == len(MITDB_RECORDS)
+        reference, dropped = (PUBLISHED_COUNTS if full else None), ""
+        metadata.update(split_seed=str(seed), test_size=str(test_size))
+        part_records = dict.fromkeys(("train", "test"), ",".join(r.record for r in results))
+        train, test, reference_name = parts["train"], parts["test"], "published"
     with outputs:
-        write_beat_file(outputs, train_path, signals[keep], labels[keep], {**metadata, "split": "train"})
-        write_beat_file(outputs, test_path, signals[held], labels[held], {**metadata, "split": "test"})
+        for path, part, split in ((train_path, train, "train"), (test_path, test, "test")):
+            meta = {**metadata, "records": part_records[split], "split": split}
+            write_beat_file(outputs, path, part.signals, part.labels, meta, columns=part.columns)
     elapsed = time.perf_counter() - start
-    classes = DATASETS["arrhythmia"].classes
-    full = records is None and len(results) == len(MITDB_RECORDS)
-    table = count_table(
-        classes,
-        {"train": labels[keep], "test": labels[held], "total": labels},
-        reference=PUBLISHED_COUNTS if full else None,
-    )
-    print(f"MIT-BIH beats per class ({len(results)} records):\n{table}")
+    columns = {name: part.labels for name, part in parts.items()}
+    table = count_table(spec.classes, columns, reference=reference, reference_name=reference_name)
+    print(f"MIT-BIH beats per class, {protocol} protocol ({len(results)} records):\n{table}{dropped}")
     logger.info(
-        f"MIT-BIH: wrote {train_path} ({keep.size} beats) and {test_path} ({held.size} beats) in {elapsed:.1f} s"
+        f"MIT-BIH: wrote {train_path} ({train.labels.size} beats) and {test_path} ({test.labels.size} beats) "
+        f"in {elapsed:.1f} s"
     )
     return {"train": train_path, "test": test_path}
+
+
+def _inter_patient_parts(beats: BeatTable) -> tuple[dict[str, BeatTable], dict[str, tuple[int, ...]], str]:
+    """DS1 and DS2 without their Q beats, the reference counts, and a note on the beats left out."""
+    record = beats.columns[RECORD_COLUMN]
+    parts, notes = {}, []
+    for name, ids in (("DS1", DS1), ("DS2", DS2)):
+        in_set = np.isin(record, ids)
+        q = int((in_set & (beats.labels == Q_LABEL)).sum())
+        parts[name] = beats.rows(np.flatnonzero(in_set & (beats.labels != Q_LABEL)))
+        notes.append(f"{q} Q beat(s) of {name}")
+    note = (
+        f"\nleft out: {', '.join(notes)} (AAMI practice), the paced records {', '.join(PACED_RECORDS)} and the "
+        "last beat of every record (no following beat to measure its R-R interval)"
+    )
+    return parts, INTERPATIENT_COUNTS, note

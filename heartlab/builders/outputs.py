@@ -113,10 +113,12 @@ def write_beat_file(
     signals: np.ndarray,
     labels: np.ndarray,
     metadata: Mapping[str, str] | None = None,
+    columns: Mapping[str, np.ndarray] | None = None,
 ) -> None:
-    """Write one beat file (schema from :func:`heartlab.data.write_beats`) to its staged path."""
+    """Write one beat file (schema from :func:`heartlab.data.write_beats`, with optional per-beat
+    ``columns``) to its staged path."""
     staged = outputs.staged(destination)
-    write_beats(staged, signals, labels)
+    write_beats(staged, signals, labels, columns)
     if metadata:
         add_metadata(staged, metadata)
 
@@ -125,6 +127,7 @@ def count_table(
     classes: tuple[str, ...] | None,
     columns: Mapping[str, np.ndarray],
     reference: Mapping[str, tuple[int, ...]] | None = None,
+    reference_name: str = "published",
 ) -> str:
     """A plain-text table of per-class counts, one column per labelled split (e.g. train/test/total).
 
@@ -135,7 +138,7 @@ def count_table(
     counts = {name: np.bincount(y.astype(np.int64), minlength=num) for name, y in columns.items()}
     header = ["class", *counts]
     if reference:
-        header += [f"{name} (published, diff)" for name in reference]
+        header += [f"{name} ({reference_name}, diff)" for name in reference]
     rows = []
     for label in range(num):
         name = f"{label} {classes[label]}" if classes and label < len(classes) else str(label)

@@ -12,6 +12,8 @@ import gin
 import torch
 from torch import nn
 
+from heartlab.models.rr import BeatDropout, RRFeatures
+
 BACKENDS = ("conv2d", "conv1d")
 
 
@@ -97,6 +99,12 @@ class ResNet1D(nn.Module):
         num_classes: output classes (set by the trainer from the dataset).
         backend: ``'conv2d'`` runs the 1D layers as 2D layers over a height-1 channels-last tensor (same
             results, faster on CPU); ``'conv1d'`` uses plain 1D layers. Weights of the two differ in shape.
+        rr_features: also feed the beat's R-R intervals (``rr_pre``, ``rr_post``, ``rr_local``, seconds) to
+            the dense head, beside the pooled features (:class:`heartlab.models.rr.RRFeatures`); needs beat
+            files with those columns (``heartlab data mitbih`` writes them).
+        beat_dropout: with ``rr_features``, the probability (0..1) that a training beat's pooled beat
+            features are zeroed so that the head classifies it from its R-R intervals alone
+            (:class:`heartlab.models.rr.BeatDropout`); 0 turns it off.
     """
 
     input_view = "1d"
@@ -109,6 +117,8 @@ class ResNet1D(nn.Module):
         dropout: float = 0.1,
         num_classes: int = 2,
         backend: str = "conv2d",
+        rr_features: bool = False,
+        beat_dropout: float = 0.0,
     ):
         super().__init__()
         if kernel_size % 2 == 0:
@@ -117,17 +127,26 @@ class ResNet1D(nn.Module):
         self.two_d = layers.two_d
         self.stem = nn.Sequential(layers.conv(1, channels, kernel_size), layers.norm(channels), nn.ReLU())
         self.blocks = nn.Sequential(*[ResidualBlock1D(channels, kernel_size, layers) for _ in range(blocks)])
+        self.uses_rr = bool(rr_features)
+        self.rr = RRFeatures() if self.uses_rr else None
+        self.beat_dropout = BeatDropout(beat_dropout) if self.uses_rr else None
         self.head = nn.Sequential(
             nn.Dropout(dropout),
-            nn.Linear(channels, channels),
+            nn.Linear(channels + (RRFeatures.out_features if self.uses_rr else 0), channels),
             nn.ReLU(),
             nn.Linear(channels, num_classes),
         )
         if self.two_d:
             self.to(memory_format=torch.channels_last)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rr: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` of beats ``x`` ``(B, 1, 187)`` (and their R-R intervals ``rr``
+        ``(B, 3)`` in seconds, when built with ``rr_features``)."""
         if self.two_d:  # (B, 1, L) -> (B, 1, 1, L), channels-last
             x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-        features = self.blocks(self.stem(x))
-        return self.head(features.flatten(2).mean(dim=-1))
+        features = self.blocks(self.stem(x)).flatten(2).mean(dim=-1)
+        if self.rr is not None:
+            if rr is None:
+                raise ValueError("ResNet1D was built with rr_features = True: pass the R-R intervals")
+            features = torch.cat([self.beat_dropout(features), self.rr(rr).to(features.dtype)], dim=1)
+        return self.head(features)

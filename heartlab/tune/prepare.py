@@ -237,7 +237,6 @@ def dry_run(study_config: ConfigText, space: SearchSpace, data) -> dict[str, Any
     import torch
 
     from heartlab import train
-    from heartlab.data import as_view
 
     point = space.first_point()
     shown = ", ".join(f"{k} = {v!r}" for k, v in point.items())
@@ -246,9 +245,10 @@ def dry_run(study_config: ConfigText, space: SearchSpace, data) -> dict[str, Any
     try:
         model_fn, loss_fn, optimizer_fn = train.bound("model"), train.bound("loss"), train.bound("optimizer")
         model, loss, _ = train.build(model_fn, loss_fn, optimizer_fn, data.train.class_counts(num_classes).tolist())
+        train.check_inputs(model, data)
         model.eval()
         with torch.no_grad():
-            logits = model(as_view(data.train.x[:2], model.input_view))
+            logits = model(*train.model_inputs(model, data.train, slice(0, 2)))
             loss(logits, data.train.y[:2])
         if tuple(logits.shape) != (2, num_classes):
             raise HeartlabError(f"the model returned logits of shape {tuple(logits.shape)}, expected (2, {num_classes})")

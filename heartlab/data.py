@@ -35,9 +35,10 @@ METADATA_PREFIX = "heartlab."  # prefix of heartlab's parquet key-value metadata
 RECORD_COLUMN = "record"  # the recording (one patient) a beat comes from, e.g. '101' (text)
 R_PEAK_COLUMN = "r_peak"  # sample index of the beat's R-peak annotation in its record (at the record's rate)
 PROVENANCE_COLUMNS = (RECORD_COLUMN, R_PEAK_COLUMN)
-# R-R intervals in seconds: to the previous beat, to the next beat, and the mean R-R interval of the beats
-# within 5 s either side (a 10 s window centred on the beat), after de Chazal et al. (2004).
-RR_COLUMNS = ("rr_pre", "rr_post", "rr_local")
+# R-R intervals in seconds, after de Chazal et al. (2004): to the previous beat, to the next beat, and the
+# mean R-R interval of the beats within 5 s either side (local rhythm) and within 150 s either side (the
+# patient's average rhythm over 5 minutes).
+RR_COLUMNS = ("rr_pre", "rr_post", "rr_local", "rr_average")
 VALID_SPLITS = ("stratified", "records")
 
 
@@ -197,7 +198,7 @@ def write_beats(
 @dataclass(frozen=True)
 class BeatContext:
     """The optional per-beat columns of a beat file: ``record`` (text ids, ``None`` when absent) and the
-    R-R intervals ``rr`` (float32 ``(n, 3)``: :data:`RR_COLUMNS`, seconds; ``None`` when absent)."""
+    R-R intervals ``rr`` (float32 ``(n, 4)``: :data:`RR_COLUMNS`, seconds; ``None`` when absent)."""
 
     record: np.ndarray | None = None
     rr: np.ndarray | None = None
@@ -270,7 +271,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 @dataclass
 class Split:
     """One split in memory: ``x`` float32 ``(n, 187)``, ``y`` int64 ``(n,)``; optionally the record of each
-    beat (``record``, text ids) and its R-R intervals (``rr``, float32 ``(n, 3)`` in seconds)."""
+    beat (``record``, text ids) and its R-R intervals (``rr``, float32 ``(n, 4)`` in seconds)."""
 
     x: torch.Tensor
     y: torch.Tensor

@@ -122,7 +122,7 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Build MIT-BIH beat files from the raw records with the published preprocessing (Kachuee et al. 2018): "
             "lead MLII, 125 Hz, 10 s windows normalised to [0, 1], beats of 1.2 x the window's median R-R interval, "
-            "AAMI classes. Every beat keeps its record, R-peak sample and R-R intervals (rr_pre, rr_post, rr_local, "
+            "AAMI classes. Every beat keeps its record, R-peak sample and R-R intervals (rr_pre, rr_post, rr_local, rr_average, "
             "seconds). --protocol random (default): heart_big_train.parq / heart_big_test.parq, N/S/V/F/Q beats "
             "split 80/20 at random (stratified), as published. --protocol inter-patient (de Chazal et al. 2004): "
             "mitbih_ds1.parq (records of DS1, for training) and mitbih_ds2.parq (DS2, for testing), N/S/V/F beats, "

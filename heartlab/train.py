@@ -281,7 +281,7 @@ def check_inputs(model: nn.Module, data: Splits) -> None:
     """A model built to use R-R intervals needs them in every split (before anything is written)."""
     if getattr(model, "uses_rr", False) and any(s.rr is None for s in (data.train, data.valid, data.test)):
         raise HeartlabError(
-            f"{type(model).__name__}.rr_features = True needs the R-R interval columns (rr_pre, rr_post, rr_local) "
+            f"{type(model).__name__}.rr_features = True needs the R-R interval columns (rr_pre, rr_post, rr_local, rr_average) "
             "in the training and test files; rebuild them with `heartlab data mitbih`, or set rr_features = False"
         )
 

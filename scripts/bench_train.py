@@ -56,7 +56,7 @@ def training_data(num_classes: int, beats: int) -> tuple[Split, str]:
         generator = torch.Generator().manual_seed(0)
         x = torch.rand(beats, BEAT_LENGTH, generator=generator)
         y = torch.randint(0, num_classes, (beats,), generator=generator)
-        rr = 0.5 + torch.rand(beats, 3, generator=generator)  # seconds, for models with rr_features
+        rr = 0.5 + torch.rand(beats, 4, generator=generator)  # seconds, for models with rr_features
         return Split(x, y, rr=rr), f"{beats} random beats ({str(exc).splitlines()[0]})"
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from heartlab import metrics
-from heartlab.data import BEAT_LENGTH, DATASETS, Split, Splits
+from heartlab.data import BEAT_LENGTH, DATASETS, RR_COLUMNS, Split, Splits
 from heartlab.losses import WeightedCrossEntropy
 from heartlab.train import evaluate_test_split
 
@@ -257,3 +257,47 @@ def test_test_metrics_with_intervals_are_strict_json():
     json.dumps(result, allow_nan=False)  # raises ValueError on NaN or infinity
     table = metrics.aami_table(result, spec.classes, ci=result["ci95"])  # what fit logs and writes to TensorBoard
     assert "nan" not in table.lower()
+
+
+class PrematureByAverageModel(nn.Module):
+    """Calls a beat S when its rr_pre is under 0.85 x its rr_average (the 4th R-R column), else N: it reads
+    the R-R intervals the evaluation passes beside the beats (``uses_rr``)."""
+
+    input_view = "1d"
+    uses_rr = True
+
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(4))
+        self.widths: list[int] = []
+
+    def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        self.widths.append(rr.shape[1])
+        premature = rr[:, 0] < 0.85 * rr[:, 3]
+        logits = torch.zeros(x.shape[0], 4) + self.bias
+        logits[:, 0] += 1.0
+        logits[premature, 1] += 2.0
+        return logits
+
+
+def test_test_metrics_of_a_model_reading_the_four_rr_columns():
+    """The test evaluation passes every beat's four R-R columns, row for row across batches, to a model
+    that uses them. The S beats sit in runs of premature beats: rr_local is as short as their rr_pre, only
+    rr_average (the 5 minute rhythm) tells them apart, so reading the wrong column or rows misses them."""
+    target, _, records = records_case(seed=3, n_records=6)
+    n = target.numel()
+    is_s = (target == 1).numpy()
+    pre = np.where(is_s, 0.5, 0.8)
+    rr = np.stack([pre, np.full(n, 0.8), pre, np.full(n, 0.8)], axis=1)  # rr_pre, rr_post, rr_local, rr_average
+    assert rr.shape[1] == len(RR_COLUMNS)
+    split = Split(torch.rand(n, BEAT_LENGTH), target, records, rr=torch.from_numpy(rr).float())
+    spec = DATASETS["arrhythmia_interpatient"]
+    data = Splits(dataset=spec, train=split, valid=split, test=split, synthetic=False)
+    model = PrematureByAverageModel()
+    result = evaluate_test_split(model, WeightedCrossEntropy(class_counts=[1, 1, 1, 1]), data, 7, False)
+    assert set(model.widths) == {4} and len(model.widths) == -(-n // 7)  # batches of 7 beats, 4 columns each
+    assert result["test/recall/S"] == 1.0 and result["test/precision/S"] == 1.0
+    assert result["test/recall/N"] == 1.0 and result["test/recall/V"] == 0.0
+    matrix = np.array(result["confusion_matrix"])
+    assert matrix[:, 1].sum() == is_s.sum() == matrix[1, 1]
+    assert result["ci95"]["test/recall/S"] == [1.0, 1.0]

@@ -89,7 +89,7 @@ def test_experiment_is_consistent_and_its_model_runs(path):
     assert {"train_file", "test_file"}.isdisjoint(gin.get_bindings("load_splits")), gin.get_bindings("load_splits")
     torch.manual_seed(0)
     model = gin.query_parameter("fit.model").scoped_configurable_fn(num_classes=spec.num_classes).eval()
-    split = Split(torch.rand(2, BEAT_LENGTH), torch.zeros(2, dtype=torch.long), rr=0.5 + torch.rand(2, 3))
+    split = Split(torch.rand(2, BEAT_LENGTH), torch.zeros(2, dtype=torch.long), rr=0.5 + torch.rand(2, 4))
     with torch.no_grad():
         out = model(*model_inputs(model, split, slice(None)))
     assert out.shape == (2, spec.num_classes)

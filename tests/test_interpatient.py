@@ -98,6 +98,10 @@ def test_random_protocol_files_carry_the_provenance_columns(tmp_path, capsys):
     first = both.filter((pl.col("record") == "100") & (pl.col("r_peak") == 77)).row(0, named=True)
     assert first["rr_post"] == pytest.approx((370 - 77) / 360, abs=1e-6)
     assert first["rr_pre"] == pytest.approx((370 - 77) / 360, abs=1e-6)
+    # rr_average: the mean rr_pre of beats 0..185 (77 .. 53923, within 150 s; beat 186 is at 54219), written
+    # to the file beside rr_local (beats 0..6, within 5 s)
+    assert first["rr_average"] == pytest.approx((293 + 53923 - 77) / 186 / 360, abs=1e-6)
+    assert first["rr_local"] == pytest.approx((293 + 1809 - 77) / 7 / 360, abs=1e-6)
 
 
 @needs_mitdb
@@ -141,6 +145,17 @@ def test_inter_patient_build_reproduces_the_reference_counts(tmp_path, capsys):
             rr = rows.select(RR_COLUMNS).to_numpy()
             np.testing.assert_allclose(rr[:, 1], gaps[position], atol=1e-5)
             np.testing.assert_allclose(rr[:, 0], np.where(position > 0, gaps[position - 1], gaps[0]), atol=1e-5)
+            # rr_local and rr_average: the mean rr_pre of the beats (Q and the record's last included) within
+            # 5 s and 150 s, in whole samples; beats with another exactly on the edge are left to
+            # test_rr_features.test_record_100_windows_edge_is_inclusive
+            pre = np.concatenate([gaps[:1], gaps])
+            distance = np.abs(peaks[:, None] - samples[None, :])
+            for column, reach in ((2, 5 * 360), (3, 150 * 360)):
+                inside = distance <= reach
+                means = (inside * pre).sum(axis=1) / inside.sum(axis=1)
+                clear = ~(distance == reach).any(axis=1)
+                assert clear.mean() > 0.95, (rid, column)
+                np.testing.assert_allclose(rr[clear, column], means[clear], atol=1e-5, err_msg=f"{rid} {RR_COLUMNS[column]}")
         np.testing.assert_array_equal(annotated, reference)  # INTERPATIENT_COUNTS is what the .atr files hold
         np.testing.assert_array_equal(counts, expected)
 
@@ -164,7 +179,10 @@ def record_file(
     order = rng.permutation(len(labels))  # records interleaved, as in no file in particular
     labels, owners = np.array(labels)[order], np.array(owners)[order]
     signals = rng.random((labels.size, BEAT_LENGTH)).astype(np.float32)
-    rr = np.stack([np.arange(1, labels.size + 1), np.full(labels.size, 0.8), np.full(labels.size, 0.9)], axis=1)
+    rr = np.stack(
+        [np.arange(1, labels.size + 1), np.full(labels.size, 0.8), np.full(labels.size, 0.9), np.full(labels.size, 0.85)],
+        axis=1,
+    )
     columns = {"record": owners, **{name: rr[:, i] for i, name in enumerate(RR_COLUMNS)}}
     write_beats(path, signals, labels, columns)
     return path, owners, labels
@@ -195,6 +213,7 @@ def test_records_split_keeps_every_record_in_one_part(grouped_files):
     for part in (splits.train, splits.valid):
         assert (part.class_counts(len(CLASSES)) > 0).all(), part.class_counts(len(CLASSES))
         # the rows of a part are the file's rows of its records, with their labels and R-R intervals
+        assert part.rr.shape == (len(part), len(RR_COLUMNS)) == (len(part), 4)
         rows = part.rr[:, 0].numpy().astype(np.int64) - 1
         np.testing.assert_array_equal(part.record, owners[rows])
         np.testing.assert_array_equal(part.y.numpy(), labels[rows])
@@ -272,14 +291,14 @@ def signals_and_labels(n: int = 6) -> tuple[np.ndarray, np.ndarray]:
 
 def test_read_context_reads_records_and_rr_in_column_order(tmp_path):
     x, y = signals_and_labels()
-    rr = np.arange(1, 19, dtype=np.float64).reshape(6, 3) / 10
+    rr = np.arange(1, 25, dtype=np.float64).reshape(6, 4) / 10
     # written in another order, and the record ids as numbers: read back as text, RR in RR_COLUMNS order
-    columns = {"rr_local": rr[:, 2], "record": np.array([101, 101, 102, 102, 103, 103]), "rr_post": rr[:, 1],
-               "rr_pre": rr[:, 0]}
+    columns = {"rr_local": rr[:, 2], "rr_average": rr[:, 3], "record": np.array([101, 101, 102, 102, 103, 103]),
+               "rr_post": rr[:, 1], "rr_pre": rr[:, 0]}
     path = write_beats(tmp_path / "ctx.parq", x, y, columns)
     context = read_context(path, y.size)
     assert context.record.tolist() == ["101", "101", "102", "102", "103", "103"]
-    assert context.rr.dtype == np.float32 and context.rr.shape == (6, 3)
+    assert context.rr.dtype == np.float32 and context.rr.shape == (6, 4)
     np.testing.assert_allclose(context.rr, rr, rtol=1e-6)
     plain = read_context(write_beats(tmp_path / "plain.parq", x, y), y.size)
     assert plain.record is None and plain.rr is None
@@ -292,13 +311,30 @@ def test_read_context_only_some_rr_columns(tmp_path):
         read_context(path, y.size)
     message = str(info.value)
     assert str(path) in message and "rr_pre" in message and "rr_post" in message and "rr_local" in message
+    assert "rr_average" in message
 
 
-@pytest.mark.parametrize("bad", [0.0, -0.5, float("nan"), float("inf")], ids=["zero", "negative", "nan", "inf"])
-def test_read_context_rejects_rr_that_is_not_a_positive_duration(tmp_path, bad):
+def test_read_context_rejects_a_file_with_the_three_former_rr_columns(tmp_path):
+    """A file built before rr_average existed (rr_pre, rr_post, rr_local only) is refused, naming the
+    missing column and how to rebuild, not read as three columns that a model would misread."""
     x, y = signals_and_labels()
-    rr = np.full((6, 3), 0.8)
-    rr[4, 1] = bad
+    former = {"record": np.array(["100"] * 6), "rr_pre": np.full(6, 0.8), "rr_post": np.full(6, 0.8),
+              "rr_local": np.full(6, 0.8)}
+    path = write_beats(tmp_path / "three_rr.parq", x, y, former)
+    with pytest.raises(BeatFileError) as info:
+        read_context(path, y.size)
+    message = str(info.value)
+    assert str(path) in message and "rr_average" in message and "heartlab data mitbih" in message
+    with pytest.raises(BeatFileError, match="rr_average"):
+        load_splits(dataset="arrhythmia_interpatient", train_file=str(path), test_file=str(path))
+
+
+@pytest.mark.parametrize("column", [1, 3], ids=["rr_post", "rr_average"])
+@pytest.mark.parametrize("bad", [0.0, -0.5, float("nan"), float("inf")], ids=["zero", "negative", "nan", "inf"])
+def test_read_context_rejects_rr_that_is_not_a_positive_duration(tmp_path, bad, column):
+    x, y = signals_and_labels()
+    rr = np.full((6, 4), 0.8)
+    rr[4, column] = bad
     path = write_beats(tmp_path / "bad_rr.parq", x, y, {name: rr[:, i] for i, name in enumerate(RR_COLUMNS)})
     with pytest.raises(BeatFileError, match="row 4") as info:
         read_context(path, y.size)

@@ -34,7 +34,7 @@ def fake_splits(dataset: str, n: int = 24) -> Splits:
     generator = torch.Generator().manual_seed(0)
 
     def split() -> Split:
-        rr = 0.5 + torch.rand(n, 3, generator=generator)  # seconds, for models with rr_features
+        rr = 0.5 + torch.rand(n, 4, generator=generator)  # seconds, for models with rr_features
         return Split(torch.rand(n, 187, generator=generator), torch.arange(n) % spec.num_classes, rr=rr)
 
     return Splits(spec, split(), split(), split())

@@ -21,7 +21,8 @@ Per record:
 Every beat keeps its provenance, ``record`` and ``r_peak`` (the sample index of its R-peak annotation in
 the 360 Hz record), and its R-R intervals in seconds, measured between the annotations at 360 Hz among
 the AAMI beats: ``rr_pre`` (to the previous beat; a record's first beat has none and takes its ``rr_post``),
-``rr_post`` (to the next beat) and ``rr_local`` (the mean ``rr_pre`` of the beats within 5 s either side).
+``rr_post`` (to the next beat), ``rr_local`` (the mean ``rr_pre`` of the beats within 5 s either side) and
+``rr_average`` (the same within 150 s either side: the patient's rhythm over 5 minutes).
 
 Two protocols split the beats into the training and the test file:
 
@@ -58,6 +59,7 @@ TARGET_RATE = 125  # Hz, the beat files' sampling rate
 WINDOW_SECONDS = 10
 SPAN_FACTOR = 1.2  # a beat spans 1.2 x the window's median R-R interval
 LOCAL_RR_SECONDS = 5.0  # rr_local averages the R-R intervals of the beats within this many seconds either side
+AVERAGE_RR_SECONDS = 150.0  # rr_average: the same over 5 minutes (de Chazal et al. 2004)
 LEAD_PREFERENCE = ("MLII", "V5")
 AAMI_LABELS: dict[str, int] = {
     **dict.fromkeys("NLRej", 0),  # N: normal, bundle branch block, escape beats
@@ -97,7 +99,7 @@ class RecordBeats:
     signals: np.ndarray  # float32 (n, 187)
     labels: np.ndarray  # int64 (n,)
     r_peaks: np.ndarray  # int64 (n,): sample index of each beat's annotation in the record (its own rate)
-    rr: np.ndarray  # float32 (n, 3): rr_pre, rr_post, rr_local in seconds
+    rr: np.ndarray  # float32 (n, 4): rr_pre, rr_post, rr_local, rr_average in seconds
     dropped_symbols: int  # annotations that are not AAMI beats
 
 
@@ -247,25 +249,31 @@ def extract_beats(
     return beats, labels.astype(np.int64), kept
 
 
-def rr_intervals(samples: np.ndarray, fs: float, local_seconds: float = LOCAL_RR_SECONDS) -> np.ndarray:
+def rr_intervals(
+    samples: np.ndarray, fs: float, local_seconds: float = LOCAL_RR_SECONDS, average_seconds: float = AVERAGE_RR_SECONDS
+) -> np.ndarray:
     """R-R intervals in seconds of the beats annotated at ``samples`` (sorted, at ``fs`` Hz): float32
-    ``(n, 3)``, the columns :data:`heartlab.data.RR_COLUMNS`.
+    ``(n, 4)``, the columns :data:`heartlab.data.RR_COLUMNS`.
 
     ``rr_pre``: to the previous beat (the first beat takes its ``rr_post``); ``rr_post``: to the next beat
-    (the last beat takes its ``rr_pre``; the builds drop that beat); ``rr_local``: the mean ``rr_pre`` of the
-    beats within ``local_seconds`` either side, the beat included.
+    (the last beat takes its ``rr_pre``; the builds drop that beat); ``rr_local`` and ``rr_average``: the
+    mean ``rr_pre`` of the beats within ``local_seconds`` and ``average_seconds`` either side, the beat
+    included.
     """
-    times = np.asarray(samples, dtype=np.float64) / fs
-    if times.size < 2:
-        return np.zeros((times.size, 3), dtype=np.float32)
-    gaps = np.diff(times)
+    positions = np.asarray(samples, dtype=np.float64)
+    if positions.size < 2:
+        return np.zeros((positions.size, 4), dtype=np.float32)
+    gaps = np.diff(positions) / fs
     pre = np.concatenate([gaps[:1], gaps])
     post = np.concatenate([gaps, gaps[-1:]])
-    low = np.searchsorted(times, times - local_seconds, side="left")
-    high = np.searchsorted(times, times + local_seconds, side="right")
     cumulative = np.concatenate([[0.0], np.cumsum(pre)])
-    local = (cumulative[high] - cumulative[low]) / (high - low)
-    return np.stack([pre, post, local], axis=1).astype(np.float32)
+
+    def window_mean(half: float) -> np.ndarray:  # in samples, so that a beat exactly `half` away is inside
+        low = np.searchsorted(positions, positions - half * fs, side="left")
+        high = np.searchsorted(positions, positions + half * fs, side="right")
+        return (cumulative[high] - cumulative[low]) / (high - low)
+
+    return np.stack([pre, post, window_mean(local_seconds), window_mean(average_seconds)], axis=1).astype(np.float32)
 
 
 def build_record(source: str | Path, rid: str) -> RecordBeats:

@@ -12,38 +12,10 @@ import gin
 import torch
 from torch import nn
 
+from heartlab.models.norm import BatchNorm1d, BatchNorm2d, WarmStartBatchNorm  # noqa: F401 (also imported from here)
 from heartlab.models.rr import BeatDropout, RRFeatures
 
 BACKENDS = ("conv2d", "conv1d")
-
-
-class WarmStartBatchNorm:
-    """BatchNorm whose running statistics start as the plain average of the batches seen (momentum 1/t for
-    the t-th batch) and turn into the usual exponential average once 1/t falls below ``momentum``.
-
-    Plain BatchNorm starts its running variance at 1 and forgets that start only as 0.9^t: after the few
-    dozen steps of a short run on a small dataset the eval-mode outputs are still scaled by it, and a
-    well-trained network predicts a single class in validation. The step count is a Python attribute, so
-    training never reads a tensor back to the host.
-    """
-
-    def reset_running_stats(self) -> None:
-        super().reset_running_stats()
-        self.steps = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            self.steps = getattr(self, "steps", 0) + 1
-            self.momentum = max(self.final_momentum, 1.0 / self.steps)
-        return super().forward(x)
-
-
-class BatchNorm1d(WarmStartBatchNorm, nn.BatchNorm1d):
-    final_momentum = 0.1
-
-
-class BatchNorm2d(WarmStartBatchNorm, nn.BatchNorm2d):
-    final_momentum = 0.1
 
 
 class Layers:
@@ -99,9 +71,10 @@ class ResNet1D(nn.Module):
         num_classes: output classes (set by the trainer from the dataset).
         backend: ``'conv2d'`` runs the 1D layers as 2D layers over a height-1 channels-last tensor (same
             results, faster on CPU); ``'conv1d'`` uses plain 1D layers. Weights of the two differ in shape.
-        rr_features: also feed the beat's R-R intervals (``rr_pre``, ``rr_post``, ``rr_local``, seconds) to
-            the dense head, beside the pooled features (:class:`heartlab.models.rr.RRFeatures`); needs beat
-            files with those columns (``heartlab data mitbih`` writes them).
+        rr_features: also feed the beat's R-R intervals (``rr_pre``, ``rr_post``, ``rr_local``,
+            ``rr_average``, seconds) to the dense head, beside the pooled features
+            (:class:`heartlab.models.rr.RRFeatures`); needs beat files with those columns (``heartlab data
+            mitbih`` writes them).
         beat_dropout: with ``rr_features``, the probability (0..1) that a training beat's pooled beat
             features are zeroed so that the head classifies it from its R-R intervals alone
             (:class:`heartlab.models.rr.BeatDropout`); 0 turns it off.
@@ -141,7 +114,7 @@ class ResNet1D(nn.Module):
 
     def forward(self, x: torch.Tensor, rr: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(B, num_classes)`` of beats ``x`` ``(B, 1, 187)`` (and their R-R intervals ``rr``
-        ``(B, 3)`` in seconds, when built with ``rr_features``)."""
+        ``(B, 4)`` in seconds, when built with ``rr_features``)."""
         if self.two_d:  # (B, 1, L) -> (B, 1, 1, L), channels-last
             x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         features = self.blocks(self.stem(x)).flatten(2).mean(dim=-1)

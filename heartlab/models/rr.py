@@ -1,11 +1,12 @@
 """R-R interval features beside the beat: what a model with ``rr_features = True`` adds to its pooled
 features.
 
-A beat file built from the MIT-BIH records carries, per beat, the R-R intervals ``rr_pre``, ``rr_post`` and
-``rr_local`` in seconds (:data:`heartlab.data.RR_COLUMNS`). Morphology alone transfers badly across
+A beat file built from the MIT-BIH records carries, per beat, the R-R intervals ``rr_pre``, ``rr_post``,
+``rr_local`` and ``rr_average`` in seconds (:data:`heartlab.data.RR_COLUMNS`). Morphology alone transfers badly across
 patients for supraventricular (S) beats: they are premature, not misshapen, and the beat window starts at
 the R peak, after the early P wave. Their timing is the cue: a short ``rr_pre`` and a long ``rr_post``
-against the patient's own rhythm ``rr_local``.
+against the patient's own rhythm, ``rr_local`` (10 s) and ``rr_average`` (5 minutes: a run of premature
+beats shortens the local mean too, not the 5-minute one).
 """
 
 from __future__ import annotations
@@ -13,19 +14,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from heartlab.models.norm import BatchNorm1d
+
 MIN_SECONDS = 1e-3  # intervals are clamped to this before the logarithm
 
 
 class RRFeatures(nn.Module):
-    """``(B, 3)`` R-R intervals in seconds -> ``(B, 5)`` features: their logarithms and the log ratios
-    ``rr_pre / rr_local`` and ``rr_post / rr_local`` (0 for a beat in the patient's usual rhythm, negative
-    for a premature one). No parameters: logarithms put seconds and ratios on a scale near 0."""
+    """``(B, 4)`` R-R intervals in seconds (``rr_pre``, ``rr_post``, ``rr_local``, ``rr_average``) ->
+    ``(B, 9)`` features: their logarithms and the log ratios of ``rr_pre``, ``rr_post`` and ``rr_local`` to
+    ``rr_average`` and of ``rr_pre``, ``rr_post`` to ``rr_local`` (0 for a beat in the patient's usual
+    rhythm, negative for a premature one), standardised by a batch norm: a premature beat's ratio of 0.8 is
+    a log of -0.2, small beside the pooled beat features unless rescaled."""
 
-    out_features = 5
+    out_features = 9
+
+    def __init__(self):
+        super().__init__()
+        self.norm = BatchNorm1d(self.out_features)
 
     def forward(self, rr: torch.Tensor) -> torch.Tensor:
         logs = rr.float().clamp_min(MIN_SECONDS).log()
-        return torch.cat([logs, logs[:, :2] - logs[:, 2:3]], dim=1)
+        ratios = [logs[:, :3] - logs[:, 3:4], logs[:, :2] - logs[:, 2:3]]
+        return self.norm(torch.cat([logs, *ratios], dim=1))
 
 
 class BeatDropout(nn.Module):

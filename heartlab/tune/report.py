@@ -70,6 +70,9 @@ def finish(study: Study, data, grid, wall: float, resume: str) -> int:
     shown = "  ".join(f"{k} {v:.4f}" for k, v in test_metrics.items() if k.startswith("test/") and isinstance(v, float))
     print(f"\nbest: {best['trial_dir']} ({settings.metric} {best['score']:.4f}, epoch {best['best_epoch']})")
     print(f"test split, best checkpoint, evaluated once: {shown}")
+    from heartlab.metrics import aami_table
+
+    print(aami_table(test_metrics, tuple(test_metrics["classes"]), ci=test_metrics.get("ci95")))
     print(f"train it again: heartlab train {study.path / results.BEST_CONFIG}")
     return 0
 

@@ -1,4 +1,4 @@
-"""The ``heartlab`` command: ``train``, ``tune``, ``quickstart`` and ``data`` subcommands."""
+"""The ``heartlab`` command: ``train``, ``tune``, ``quickstart``, ``data`` and ``models`` subcommands."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from loguru import logger
 
 from heartlab.data_cli import add_data_parser
 from heartlab.errors import HeartlabError, report
+from heartlab.models_cli import add_models_parser
 from heartlab.quickstart import add_quickstart_parser
 from heartlab.tune import add_tune_arguments, run_from_args
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_arguments(tune_parser)
     tune_parser.set_defaults(handler=run_from_args)
     add_quickstart_parser(subparsers)
+    add_models_parser(subparsers)
     return parser
 
 

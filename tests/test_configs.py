@@ -12,7 +12,7 @@ import torch
 from heartlab.config import load_config
 from heartlab.data import BEAT_LENGTH, DATASETS, Split
 from heartlab.errors import HeartlabError
-from heartlab.models import CNN2D, ResNet1D, Transformer1D
+from heartlab.models import CNN2D, CNNGRU, CNN2DPlus, InceptionTime, ResNet1D, Transformer1D, Transformer1DPlus
 from heartlab.train import model_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +28,42 @@ MODEL_BINDINGS = {
         "Transformer1D.dropout": 0.1,
     },
     ResNet1D: {"ResNet1D.channels": 32, "ResNet1D.blocks": 4, "ResNet1D.kernel_size": 5, "ResNet1D.dropout": 0.1},
+    InceptionTime: {
+        "InceptionTime.filters": 8,
+        "InceptionTime.depth": 3,
+        "InceptionTime.kernel_sizes": (9, 19, 39),
+        "InceptionTime.bottleneck": 8,
+        "InceptionTime.dropout": 0.1,
+    },
+    CNNGRU: {
+        "CNNGRU.channels": 32,
+        "CNNGRU.conv_blocks": 2,
+        "CNNGRU.kernel_size": 7,
+        "CNNGRU.hidden": 32,
+        "CNNGRU.layers": 1,
+        "CNNGRU.cell": "gru",
+        "CNNGRU.dropout": 0.1,
+    },
+    CNN2DPlus: {
+        "CNN2DPlus.width": 32,
+        "CNN2DPlus.depth": 3,
+        "CNN2DPlus.kernel_size": 3,
+        "CNN2DPlus.pooling": "max",
+        "CNN2DPlus.dropout": 0.1,
+    },
+    Transformer1DPlus: {
+        "Transformer1DPlus.width": 64,
+        "Transformer1DPlus.depth": 4,
+        "Transformer1DPlus.heads": 4,
+        "Transformer1DPlus.ff_width": 128,
+        "Transformer1DPlus.dropout": 0.1,
+        "Transformer1DPlus.attention_dropout": 0.0,
+        "Transformer1DPlus.norm_first": True,
+        "Transformer1DPlus.stem_width": 32,
+        "Transformer1DPlus.stem_kernel": 7,
+        "Transformer1DPlus.stem_stride": 4,
+        "Transformer1DPlus.pooling": "cls",
+    },
 }
 
 EXPECTED = {
@@ -37,6 +73,14 @@ EXPECTED = {
     "arrhythmia_cnn2d.gin": ("arrhythmia", CNN2D, "log"),
     "arrhythmia_resnet1d.gin": ("arrhythmia", ResNet1D, "log"),
     "arrhythmia_transformer.gin": ("arrhythmia", Transformer1D, "log"),
+    "ptb_inception.gin": ("ptb", InceptionTime, "inverse"),
+    "arrhythmia_inception.gin": ("arrhythmia", InceptionTime, "log"),
+    "ptb_cnn_gru.gin": ("ptb", CNNGRU, "inverse"),
+    "arrhythmia_cnn_gru.gin": ("arrhythmia", CNNGRU, "log"),
+    "ptb_cnn2d_plus.gin": ("ptb", CNN2DPlus, "inverse"),
+    "arrhythmia_cnn2d_plus.gin": ("arrhythmia", CNN2DPlus, "log"),
+    "ptb_transformer_plus.gin": ("ptb", Transformer1DPlus, "inverse"),
+    "arrhythmia_transformer_plus.gin": ("arrhythmia", Transformer1DPlus, "log"),
 }
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from heartlab.data import GRID_SHAPE, PADDED_LENGTH
+from heartlab.models.attention import mha_self_attention
 
 
 class ConvBlock(nn.Module):
@@ -84,7 +85,16 @@ class PositionalEncoding(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Post-LayerNorm block: x = LN(x + MHA(x)); x = LN(x + FFN(x)), FFN = Linear-ReLU-Linear."""
+    """Post-LayerNorm block: x = LN(x + MHA(x)); x = LN(x + FFN(x)), FFN = Linear-ReLU-Linear.
+
+    The attention's weights live in an ``nn.MultiheadAttention``; with ``fused_attention`` (the default) its
+    forward is computed by :func:`heartlab.models.attention.mha_self_attention`: the same numbers (and, in
+    training, the same dropout draws) without the module's layout copies, and the fused attention kernel
+    where dropout is inactive. ``fused_attention = False`` calls the module itself
+    (``scripts/bench_attention.py`` times the two).
+    """
+
+    fused_attention = True
 
     def __init__(self, hidden: int, num_heads: int, dropout: float):
         super().__init__()
@@ -94,7 +104,10 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attended, _ = self.attention(x, x, x, need_weights=False)
+        if self.fused_attention:
+            attended = mha_self_attention(self.attention, x)
+        else:
+            attended, _ = self.attention(x, x, x, need_weights=False)
         x = self.norm1(x + attended)
         return self.norm2(x + self.ff(x))
 

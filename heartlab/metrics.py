@@ -3,6 +3,10 @@
 Recall comes first: in a screen a missed sick beat is the costly error, so ``recall_macro`` (the mean of
 per-class recalls, i.e. balanced accuracy) is the default selection metric.
 
+``f2_macro`` is the macro average of the per-class F-beta with beta = 2: recall first, as the screen
+wants, without ignoring false alarms (a class called on many beats of other classes gets a low F2 even at
+full recall); a selection metric for when ``recall_macro`` rewards flagging too much.
+
 Per class, the cardiology literature's names map onto ours: sensitivity Se = ``recall/<class>``, positive
 predictive value +P = ``precision/<class>``, false-positive rate FPR = ``fpr/<class>`` (beats of other
 classes called ``<class>``, over all beats of other classes). On datasets with V and F classes, the
@@ -19,7 +23,10 @@ import torch
 # scipy.signal), and the metric names are all a study's driver needs before Ray starts.
 
 # Metrics where a larger value is better; everything else named here (the losses) is minimised.
-HIGHER_IS_BETTER = ("recall_macro", "precision_macro", "f1_macro", "accuracy", "auroc", "recall/", "precision/")
+HIGHER_IS_BETTER = (
+    "recall_macro", "precision_macro", "f1_macro", "f2_macro", "accuracy", "auroc", "recall/", "precision/",
+)
+F2_BETA = 2.0  # f2_macro: recall weighs beta^2 = 4 times as much as precision
 BOOTSTRAP_RESAMPLES = 1000  # resamples of the records behind a confidence interval
 
 
@@ -27,7 +34,7 @@ def metric_names(classes: tuple[str, ...], split: str = "val") -> list[str]:
     """The names :func:`compute_metrics` returns for ``split`` on a dataset with these classes."""
     names = [f"{split}/loss", f"{split}/recall_macro"]
     names += [f"{split}/recall/{c}" for c in classes]
-    names += [f"{split}/precision_macro", f"{split}/f1_macro", f"{split}/accuracy"]
+    names += [f"{split}/precision_macro", f"{split}/f1_macro", f"{split}/f2_macro", f"{split}/accuracy"]
     names += [f"{split}/precision/{c}" for c in classes]
     names += [f"{split}/fpr/{c}" for c in classes]
     if has_ec57(classes):
@@ -61,6 +68,7 @@ def compute_metrics(
         binary_auroc,
         multiclass_accuracy,
         multiclass_f1_score,
+        multiclass_fbeta_score,
         multiclass_precision,
         multiclass_recall,
     )
@@ -78,6 +86,7 @@ def compute_metrics(
         out[f"{split}/recall/{name}"] = value
     out[f"{split}/precision_macro"] = float(multiclass_precision(preds, target, average="macro", **args))
     out[f"{split}/f1_macro"] = float(multiclass_f1_score(preds, target, average="macro", **args))
+    out[f"{split}/f2_macro"] = float(multiclass_fbeta_score(preds, target, beta=F2_BETA, average="macro", **args))
     out[f"{split}/accuracy"] = float(multiclass_accuracy(preds, target, average="micro", **args))
     out.update(per_class_rates(counts_matrix(preds, target, num_classes), classes, split))
     if num_classes == 2:

@@ -39,6 +39,8 @@ def test_compute_metrics_hand_computed():
     assert out["val/recall_macro"] == pytest.approx(sum(recall) / 3)  # 0.5833
     assert out["val/precision_macro"] == pytest.approx(sum(precision) / 3)  # 0.5889
     assert out["val/f1_macro"] == pytest.approx(sum(f1) / 3)  # (2/3 + 2/3 + 0.4) / 3
+    f2 = [5 * p * r / (4 * p + r) if p + r else 0.0 for p, r in zip(precision, recall)]
+    assert out["val/f2_macro"] == pytest.approx(sum(f2) / 3)
     assert out["val/accuracy"] == pytest.approx(0.6)
     assert "val/auroc" not in out
     assert "val/loss" not in out  # no loss given
@@ -84,6 +86,7 @@ def test_metric_names_match_compute_metrics(classes, split):
         ("val/recall_macro", "max"),
         ("val/recall/N", "max"),
         ("val/f1_macro", "max"),
+        ("val/f2_macro", "max"),
         ("val/auroc", "max"),
         ("val/accuracy", "max"),
         ("val/precision_macro", "max"),

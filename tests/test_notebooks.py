@@ -1,0 +1,109 @@
+"""The notebooks run headless (nbclient) on small synthetic beat files, through their `parameters` cell."""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+from nbclient import NotebookClient
+
+from heartlab.data import BEAT_LENGTH, DATASETS, RECORD_COLUMN, RR_COLUMNS, write_beats
+from helpers import ROOT
+
+EXPLORE = ROOT / "notebooks" / "01_explore_data.ipynb"
+
+
+def with_parameters(notebook: nbformat.NotebookNode, **values) -> nbformat.NotebookNode:
+    """A copy of ``notebook`` with a cell assigning ``values`` right after its cell tagged ``parameters`` (the
+    papermill convention), outputs cleared."""
+    notebook = copy.deepcopy(notebook)
+    index = next(i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", []))
+    injected = nbformat.v4.new_code_cell("\n".join(f"{name} = {value!r}" for name, value in values.items()))
+    injected.metadata["tags"] = ["injected-parameters"]
+    notebook.cells.insert(index + 1, injected)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return notebook
+
+
+def run(notebook: nbformat.NotebookNode, folder: Path, name: str) -> nbformat.NotebookNode:
+    """Execute ``notebook`` in ``folder`` (its working directory) and keep the result there as ``name``."""
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    nbformat.write(notebook, folder / name)
+    return notebook
+
+
+def text_outputs(notebook: nbformat.NotebookNode) -> list[str]:
+    """Every printed text and plain-text rendering of the executed code cells."""
+    texts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream":
+                texts.append(output.text)
+            elif "data" in output and "text/plain" in output.data:
+                texts.append(output.data["text/plain"])
+    return texts
+
+
+def beat_file(path: Path, num_classes: int, per_class: int, records: int = 0, seed: int = 0) -> Path:
+    """Synthetic beats of every class, zero-padded after a random length; with ``records``, a record column
+    (each record holding every class) and R-R intervals where S and V (labels 1, 2) come early."""
+    rng = np.random.default_rng(seed)
+    labels = np.tile(np.arange(num_classes), per_class * max(records, 1))
+    signals = rng.random((labels.size, BEAT_LENGTH)).astype(np.float32)
+    lengths = rng.integers(60, BEAT_LENGTH + 1, labels.size)
+    signals[np.arange(BEAT_LENGTH) >= lengths[:, None]] = 0.0
+    columns = {}
+    if records:
+        columns[RECORD_COLUMN] = np.repeat([str(100 + r) for r in range(records)], per_class * num_classes)
+        average = rng.uniform(0.6, 1.2, labels.size).astype(np.float32)
+        pre = average * np.where(np.isin(labels, (1, 2)), 0.7, 1.0)  # S and V come early
+        post = average * np.where(labels == 2, 1.25, 1.0)  # V: a compensatory pause
+        columns |= dict(zip(RR_COLUMNS, (pre, post, average, average)))
+    return write_beats(path, signals, labels, columns)
+
+
+def test_explore_data_runs_on_small_files(tmp_path):
+    five, four = DATASETS["arrhythmia"].num_classes, DATASETS["arrhythmia_interpatient"].num_classes
+    parameters = {
+        "PTB_FILE": str(beat_file(tmp_path / "ptb.parq", 2, 20)),
+        "ARRHYTHMIA_TRAIN": str(beat_file(tmp_path / "big_train.parq", five, 3, records=4, seed=1)),
+        "ARRHYTHMIA_TEST": str(beat_file(tmp_path / "big_test.parq", five, 2, records=4, seed=2)),
+        "INTERPATIENT_TRAIN": str(beat_file(tmp_path / "ds1.parq", four, 3, records=6, seed=3)),
+        "INTERPATIENT_TEST": str(beat_file(tmp_path / "ds2.parq", four, 3, records=5, seed=4)),
+        "MAX_BEATS": 50,
+    }
+    committed = EXPLORE.read_bytes()
+    start = time.perf_counter()
+    executed = run(with_parameters(nbformat.reads(committed, as_version=4), **parameters), tmp_path, EXPLORE.name)
+    print(f"executed in {time.perf_counter() - start:.1f} s")
+    assert EXPLORE.read_bytes() == committed  # the committed notebook is left as it was
+
+    texts = text_outputs(executed)
+    joined = "\n".join(texts)
+    assert "50 of 72 beats" in joined  # DS1: 6 records x 4 classes x 3 beats, cut to MAX_BEATS
+    assert "40 of 40 beats" in joined  # PTB, under MAX_BEATS
+    for name, spec in DATASETS.items():  # one class-balance table per dataset, naming every class
+        table = next(t for t in texts if "majority / class" in t and name in t and "training beats" not in t)
+        for cls in spec.classes:
+            assert re.search(rf"\b{cls}\b", table), (name, cls, table)
+    assert "majority / class: PTB normal" in joined  # the key numbers cell ran to its end
+    assert not any(o.output_type == "error" for c in executed.cells for o in c.get("outputs", []))
+    images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 8
+
+
+def test_explore_data_is_committed_executed():
+    """Committed with the outputs of a full run: every code cell executed, no error, figures kept small."""
+    notebook = nbformat.read(EXPLORE, as_version=4)
+    nbformat.validate(notebook)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert sum("parameters" in cell.metadata.get("tags", []) for cell in code) == 1
+    assert all(cell.execution_count for cell in code)
+    assert not any(output.output_type == "error" for cell in code for output in cell.outputs)
+    assert EXPLORE.stat().st_size < 2_000_000

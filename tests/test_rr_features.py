@@ -281,8 +281,8 @@ def test_resnet1d_with_rr_features():
     # intervals that vary over the batch: the train-mode batch norm turns constant ones into zeros
     varied = 0.6 + 0.5 * torch.rand(5, 4, generator=torch.Generator().manual_seed(1))
     torch.nn.functional.cross_entropy(model(x, varied), torch.tensor([0, 1, 2, 3, 0])).backward()
-    assert model.head[1].weight.shape == (4, 4 + RRFeatures.out_features)
-    assert model.head[1].weight.grad[:, -RRFeatures.out_features :].abs().sum() > 0
+    assert model.head.layers[1].weight.shape == (4, 4 + RRFeatures.out_features)
+    assert model.head.layers[1].weight.grad[:, -RRFeatures.out_features :].abs().sum() > 0
 
 
 def test_model_inputs_and_check_inputs(make_beats):

@@ -12,8 +12,8 @@ import gin
 import torch
 from torch import nn
 
+from heartlab.models.head import ClassifierHead
 from heartlab.models.norm import BatchNorm1d, BatchNorm2d, WarmStartBatchNorm  # noqa: F401 (also imported from here)
-from heartlab.models.rr import BeatDropout, RRFeatures
 
 BACKENDS = ("conv2d", "conv1d")
 
@@ -78,6 +78,8 @@ class ResNet1D(nn.Module):
         beat_dropout: with ``rr_features``, the probability (0..1) that a training beat's pooled beat
             features are zeroed so that the head classifies it from its R-R intervals alone
             (:class:`heartlab.models.rr.BeatDropout`); 0 turns it off.
+
+    The dense head is :class:`heartlab.models.head.ClassifierHead`, shared with the other families.
     """
 
     input_view = "1d"
@@ -100,15 +102,10 @@ class ResNet1D(nn.Module):
         self.two_d = layers.two_d
         self.stem = nn.Sequential(layers.conv(1, channels, kernel_size), layers.norm(channels), nn.ReLU())
         self.blocks = nn.Sequential(*[ResidualBlock1D(channels, kernel_size, layers) for _ in range(blocks)])
-        self.uses_rr = bool(rr_features)
-        self.rr = RRFeatures() if self.uses_rr else None
-        self.beat_dropout = BeatDropout(beat_dropout) if self.uses_rr else None
-        self.head = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(channels + (RRFeatures.out_features if self.uses_rr else 0), channels),
-            nn.ReLU(),
-            nn.Linear(channels, num_classes),
+        self.head = ClassifierHead(
+            channels, channels, num_classes, dropout, rr_features=rr_features, beat_dropout=beat_dropout, model="ResNet1D"
         )
+        self.uses_rr = self.head.uses_rr
         if self.two_d:
             self.to(memory_format=torch.channels_last)
 
@@ -117,9 +114,4 @@ class ResNet1D(nn.Module):
         ``(B, 4)`` in seconds, when built with ``rr_features``)."""
         if self.two_d:  # (B, 1, L) -> (B, 1, 1, L), channels-last
             x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-        features = self.blocks(self.stem(x)).flatten(2).mean(dim=-1)
-        if self.rr is not None:
-            if rr is None:
-                raise ValueError("ResNet1D was built with rr_features = True: pass the R-R intervals")
-            features = torch.cat([self.beat_dropout(features), self.rr(rr).to(features.dtype)], dim=1)
-        return self.head(features)
+        return self.head(self.blocks(self.stem(x)).flatten(2).mean(dim=-1), rr)

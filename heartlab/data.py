@@ -102,15 +102,20 @@ def get_dataset(name: str) -> DatasetSpec:
         raise BeatFileError(f"unknown dataset {name!r}: known datasets are {known}") from None
 
 
-def read_beats(path: str | Path, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_beats(
+    path: str | Path, num_classes: int | None = None, require_target: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Read and check one beat file.
 
     Args:
         path: the parquet file.
         num_classes: when given, every label must be an integer in ``[0, num_classes)``.
+        require_target: whether the file must have its ``target`` column; without it (beats to predict),
+            the labels are ``None`` and the signal columns get the same checks.
 
     Returns:
-        ``(signals, labels)``: float32 array of shape ``(n, 187)`` and int64 array of shape ``(n,)``.
+        ``(signals, labels)``: float32 array of shape ``(n, 187)`` and int64 array of shape ``(n,)`` (``None``
+        for a file without ``target`` when it is not required).
 
     Raises:
         BeatFileError: one line naming the file and the problem.
@@ -134,24 +139,27 @@ def read_beats(path: str | Path, num_classes: int | None = None) -> tuple[np.nda
             f"missing {len(missing)} of the {BEAT_LENGTH} signal columns '0'..'186' ({shown}); "
             "a beat file holds one column per sample plus 'target'"
         )
-    if TARGET_COLUMN not in schema:
+    has_target = TARGET_COLUMN in schema
+    if not has_target and require_target:
         raise fail("no 'target' column (the class label of each beat)")
-    for column in (*SIGNAL_COLUMNS, TARGET_COLUMN):
+    columns = [*SIGNAL_COLUMNS, TARGET_COLUMN] if has_target else list(SIGNAL_COLUMNS)
+    for column in columns:
         if not schema[column].is_numeric():
             raise fail(f"column {column!r} has type {schema[column]}, expected a number")
 
-    frame = pl.read_parquet(path, columns=[*SIGNAL_COLUMNS, TARGET_COLUMN])
+    frame = pl.read_parquet(path, columns=columns)
     if frame.height == 0:
         raise fail("no rows")
     signals = frame.select(SIGNAL_COLUMNS).to_numpy().astype(np.float32, copy=False)
+    if not np.isfinite(signals).all():
+        bad_rows = np.flatnonzero(~np.isfinite(signals).all(axis=1))
+        raise fail(f"{bad_rows.size} row(s) hold NaN, inf or missing samples (first: row {bad_rows[0]})")
+    if not has_target:
+        return signals, None
     target = frame.get_column(TARGET_COLUMN)
     if target.null_count():
         raise fail(f"{target.null_count()} missing target value(s)")
     target_values = target.to_numpy().astype(np.float64, copy=False)
-
-    if not np.isfinite(signals).all():
-        bad_rows = np.flatnonzero(~np.isfinite(signals).all(axis=1))
-        raise fail(f"{bad_rows.size} row(s) hold NaN, inf or missing samples (first: row {bad_rows[0]})")
     if not np.isfinite(target_values).all() or not np.all(target_values == np.round(target_values)):
         raise fail("'target' holds values that are not whole numbers")
     labels = target_values.astype(np.int64)

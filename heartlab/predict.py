@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heartlab.errors import BeatFileError, HeartlabError
+from heartlab.errors import HeartlabError
 
 SPLIT = "predict"  # the split name of the returned metrics: predict/recall_macro, predict/recall/<class>, ...
 PREDICTED = "predicted"
@@ -35,54 +35,11 @@ PROBABILITY_PREFIX = "prob/"
 
 
 def read_beats_for_prediction(path: str | Path, num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read and check a beat file whose ``target`` column is optional.
+    """:func:`heartlab.data.read_beats` for beats to predict: ``target`` is optional (labels ``None``
+    without it); every other check of a training file applies, labels in ``[0, num_classes)``."""
+    from heartlab.data import read_beats
 
-    With ``target`` this is :func:`heartlab.data.read_beats` (every check of a training file, labels in
-    ``[0, num_classes)``). Without it, the same checks of the signal columns (present, numeric, finite, at
-    least one row), with the same messages.
-
-    Returns:
-        ``(signals, labels)``: float32 ``(n, 187)``, and int64 ``(n,)`` or ``None`` without ``target``.
-
-    Raises:
-        BeatFileError: one line naming the file and the problem.
-    """
-    import polars as pl
-
-    from heartlab.data import BEAT_LENGTH, SIGNAL_COLUMNS, TARGET_COLUMN, read_beats
-
-    path = Path(path)
-
-    def fail(problem: str) -> BeatFileError:
-        return BeatFileError(f"{path}: {problem}")
-
-    if not path.is_file():
-        raise fail("no such file (see `heartlab data --help` for ways to make beat files)")
-    try:
-        schema = pl.read_parquet_schema(path)
-    except Exception as exc:  # polars raises several types for non-parquet input
-        raise fail(f"not a readable parquet file ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
-    if TARGET_COLUMN in schema:
-        return read_beats(path, num_classes)
-
-    missing = [c for c in SIGNAL_COLUMNS if c not in schema]
-    if missing:
-        shown = ", ".join(repr(c) for c in missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise fail(
-            f"missing {len(missing)} of the {BEAT_LENGTH} signal columns '0'..'186' ({shown}); "
-            "a beat file holds one column per sample (and 'target' when the labels are known)"
-        )
-    for column in SIGNAL_COLUMNS:
-        if not schema[column].is_numeric():
-            raise fail(f"column {column!r} has type {schema[column]}, expected a number")
-    frame = pl.read_parquet(path, columns=list(SIGNAL_COLUMNS))
-    if frame.height == 0:
-        raise fail("no rows")
-    signals = frame.to_numpy().astype(np.float32, copy=False)
-    if not np.isfinite(signals).all():
-        bad_rows = np.flatnonzero(~np.isfinite(signals).all(axis=1))
-        raise fail(f"{bad_rows.size} row(s) hold NaN, inf or missing samples (first: row {bad_rows[0]})")
-    return signals, None
+    return read_beats(path, num_classes, require_target=False)
 
 
 def read_provenance(path: str | Path) -> dict[str, object]:

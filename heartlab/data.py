@@ -286,6 +286,12 @@ class Split:
     record: np.ndarray | None = None
     rr: torch.Tensor | None = None
 
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray, context: BeatContext) -> Split:
+        """A split from :func:`read_beats` arrays and the file's :func:`read_context`."""
+        rr = None if context.rr is None else torch.from_numpy(context.rr)
+        return cls(torch.from_numpy(x), torch.from_numpy(y), context.record, rr)
+
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
@@ -406,18 +412,7 @@ def load_splits(
         keep, held = record_split(train_context.record, train_y, valid_fraction, seed, spec.classes, train_file)
     else:
         keep, held = stratified_split(train_y, valid_fraction, seed)
-    full = Split(
-        torch.from_numpy(train_x),
-        torch.from_numpy(train_y),
-        train_context.record,
-        None if train_context.rr is None else torch.from_numpy(train_context.rr),
-    )
-    test = Split(
-        torch.from_numpy(test_x),
-        torch.from_numpy(test_y),
-        test_context.record,
-        None if test_context.rr is None else torch.from_numpy(test_context.rr),
-    )
+    full, test = Split.of(train_x, train_y, train_context), Split.of(test_x, test_y, test_context)
     if (full.rr is None) != (test.rr is None):
         logger.warning(f"{train_file} / {test_file}: only one of them has the R-R columns; models cannot use them")
         full, test = replace(full, rr=None), replace(test, rr=None)

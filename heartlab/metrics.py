@@ -158,7 +158,8 @@ def record_bootstrap(
     flat = (per_beat * num_classes + target.numpy()) * num_classes + preds.numpy()
     per_record = np.bincount(flat, minlength=names.size * num_classes**2).reshape(names.size, num_classes**2)
     draws = np.random.default_rng(seed).integers(0, names.size, size=(resamples, names.size))
-    weights = np.stack([np.bincount(row, minlength=names.size) for row in draws])
+    offsets = np.arange(resamples)[:, None] * names.size  # one bincount for all resamples
+    weights = np.bincount((draws + offsets).ravel(), minlength=resamples * names.size).reshape(resamples, names.size)
     pooled = (weights @ per_record).reshape(resamples, num_classes, num_classes).astype(np.float64)
     true_count, predicted = pooled.sum(axis=2), pooled.sum(axis=1)
     values = rates(pooled, classes)
@@ -212,7 +213,5 @@ def aami_table(values: dict, classes: tuple[str, ...], split: str = "test", ci: 
 
 
 def confusion_matrix(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Counts ``(C, C)``: row = true class, column = predicted class."""
-    from torchmetrics.functional.classification import multiclass_confusion_matrix
-
-    return multiclass_confusion_matrix(logits.argmax(dim=-1), target, num_classes=num_classes, validate_args=False)
+    """Counts ``(C, C)`` of the argmax predictions: row = true class, column = predicted class."""
+    return torch.from_numpy(counts_matrix(logits.argmax(dim=-1), target, num_classes))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from heartlab.models.resnet1d import BatchNorm1d, BatchNorm2d
+from heartlab.models.norm import BatchNorm1d, BatchNorm2d
 
 
 def test_running_stats_average_the_first_batches_then_move_exponentially():

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from heartlab.models.head import ClassifierHead
-from heartlab.models.norm import BatchNorm1d, BatchNorm2d, WarmStartBatchNorm  # noqa: F401 (also imported from here)
+from heartlab.models.norm import BatchNorm1d, BatchNorm2d
 
 BACKENDS = ("conv2d", "conv1d")
 

@@ -11,6 +11,7 @@ from loguru import logger
 from heartlab.data_cli import add_data_parser
 from heartlab.errors import HeartlabError, report
 from heartlab.models_cli import add_models_parser
+from heartlab.predict import add_predict_parser
 from heartlab.quickstart import add_quickstart_parser
 from heartlab.tune import add_tune_arguments, run_from_args
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune_parser.set_defaults(handler=run_from_args)
     add_quickstart_parser(subparsers)
     add_models_parser(subparsers)
+    add_predict_parser(subparsers)
     return parser
 
 

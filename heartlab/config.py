@@ -27,9 +27,12 @@ from heartlab.errors import HeartlabError
 # Every module that defines something a config may bind. Imported before any parse, so that a name that
 # is not among them fails as unknown instead of depending on what happened to be imported.
 CONFIGURABLE_MODULES = (
+    "heartlab.augment",
     "heartlab.data",
     "heartlab.losses",
+    "heartlab.metrics",
     "heartlab.models",
+    "heartlab.operating_point",
     "heartlab.optimizers",
     "heartlab.search",
     "heartlab.train",

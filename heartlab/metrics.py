@@ -5,7 +5,16 @@ per-class recalls, i.e. balanced accuracy) is the default selection metric.
 
 ``f2_macro`` is the macro average of the per-class F-beta with beta = 2: recall first, as the screen
 wants, without ignoring false alarms (a class called on many beats of other classes gets a low F2 even at
-full recall); a selection metric for when ``recall_macro`` rewards flagging too much.
+full recall); a selection metric for when ``recall_macro`` rewards flagging too much. ``fbeta_macro`` is
+the same with beta a binding (``selection.beta``, default 2).
+
+``recall_macro_floor`` is macro recall under an accuracy floor (``selection.accuracy_floor``, default
+0.98): ``recall_macro`` when ``accuracy`` reaches the floor, ``recall_macro - 1`` below it, so every
+model that keeps the floor ranks above every model that floods the normal class with false alarms, and
+models on either side still rank by recall (an early-stopping scheduler keeps a useful signal).
+
+On multi-class datasets (normal class first) ``any_abnormal/recall`` and ``any_abnormal/precision`` take
+every class but the first as one "abnormal" class: an S beat called V was still flagged for a look.
 
 Per class, the cardiology literature's names map onto ours: sensitivity Se = ``recall/<class>``, positive
 predictive value +P = ``precision/<class>``, false-positive rate FPR = ``fpr/<class>`` (beats of other
@@ -16,31 +25,72 @@ classified as V is not counted as a false V (``ec57/precision/V``, ``ec57/fpr/V`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import gin
 import numpy as np
 import torch
+
+from heartlab import checks
 
 # torchmetrics is imported where metrics are computed, not here: importing it takes ~2.5 s (it pulls in
 # scipy.signal), and the metric names are all a study's driver needs before Ray starts.
 
 # Metrics where a larger value is better; everything else named here (the losses) is minimised.
 HIGHER_IS_BETTER = (
-    "recall_macro", "precision_macro", "f1_macro", "f2_macro", "accuracy", "auroc", "recall/", "precision/",
+    "recall_macro", "precision_macro", "f1_macro", "f2_macro", "fbeta_macro", "accuracy", "auroc", "recall/",
+    "precision/", "average_precision", "specificity", "op/", "at05/", "any_abnormal/",
 )
 F2_BETA = 2.0  # f2_macro: recall weighs beta^2 = 4 times as much as precision
 BOOTSTRAP_RESAMPLES = 1000  # resamples of the records behind a confidence interval
+# what a binary validation epoch adds (heartlab.operating_point.threshold_metrics, at the threshold that
+# reaches the target recall on that epoch's validation beats)
+THRESHOLD_METRICS = (
+    "threshold", "op/recall", "op/precision", "op/accuracy", "op/specificity", "at05/recall", "at05/precision",
+    "average_precision",
+)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The settings of the selection metrics; see :func:`selection`."""
+
+    beta: float = F2_BETA
+    accuracy_floor: float = 0.98
+
+
+@gin.configurable
+def selection(beta: float = F2_BETA, accuracy_floor: float = 0.98) -> Selection:
+    """Settings of the "recall first" selection metrics (range-checked).
+
+    Bindings (``selection.<name>``):
+
+    Args:
+        beta: the beta (> 0) of ``fbeta_macro``: recall weighs beta^2 times as much as precision.
+        accuracy_floor: the accuracy (0..1) ``recall_macro_floor`` requires (see the module docstring).
+    """
+    checks.number("selection.beta", beta, 0.0, 100.0, low_open=True)
+    checks.number("selection.accuracy_floor", accuracy_floor, 0.0, 1.0)
+    return Selection(float(beta), float(accuracy_floor))
 
 
 def metric_names(classes: tuple[str, ...], split: str = "val") -> list[str]:
-    """The names :func:`compute_metrics` returns for ``split`` on a dataset with these classes."""
+    """The names :func:`compute_metrics` returns for ``split`` on a dataset with these classes; for a
+    binary dataset's ``val`` split, also the per-epoch operating-point values (:data:`THRESHOLD_METRICS`)."""
     names = [f"{split}/loss", f"{split}/recall_macro"]
     names += [f"{split}/recall/{c}" for c in classes]
-    names += [f"{split}/precision_macro", f"{split}/f1_macro", f"{split}/f2_macro", f"{split}/accuracy"]
+    names += [f"{split}/precision_macro", f"{split}/f1_macro", f"{split}/f2_macro", f"{split}/fbeta_macro"]
+    names += [f"{split}/recall_macro_floor", f"{split}/accuracy"]
     names += [f"{split}/precision/{c}" for c in classes]
     names += [f"{split}/fpr/{c}" for c in classes]
     if has_ec57(classes):
         names += [f"{split}/ec57/precision/V", f"{split}/ec57/fpr/V"]
     if len(classes) == 2:
         names.append(f"{split}/auroc")
+        if split == "val":
+            names += [f"{split}/{name}" for name in THRESHOLD_METRICS]
+    else:
+        names += [f"{split}/any_abnormal/recall", f"{split}/any_abnormal/precision"]
     return names
 
 
@@ -56,13 +106,19 @@ def default_mode(metric: str) -> str:
 
 @torch.no_grad()
 def compute_metrics(
-    logits: torch.Tensor, target: torch.Tensor, classes: tuple[str, ...], split: str, loss: float | None = None
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    classes: tuple[str, ...],
+    split: str,
+    loss: float | None = None,
+    settings: Selection | None = None,
 ) -> dict[str, float]:
     """Dataset-level metrics from the logits ``(n, C)`` of every beat of a split and their labels ``(n,)``.
 
     Macro averages weigh every class equally; a class that is neither in ``target`` nor predicted is left
     out of them (a class absent from ``target`` but predicted counts with recall 0). ``auroc`` is reported
-    for binary datasets, from the softmax probability of class 1.
+    for binary datasets, from the softmax probability of class 1. ``settings`` ``None`` reads the gin-bound
+    :func:`selection`.
     """
     from torchmetrics.functional.classification import (
         binary_auroc,
@@ -87,8 +143,16 @@ def compute_metrics(
     out[f"{split}/precision_macro"] = float(multiclass_precision(preds, target, average="macro", **args))
     out[f"{split}/f1_macro"] = float(multiclass_f1_score(preds, target, average="macro", **args))
     out[f"{split}/f2_macro"] = float(multiclass_fbeta_score(preds, target, beta=F2_BETA, average="macro", **args))
-    out[f"{split}/accuracy"] = float(multiclass_accuracy(preds, target, average="micro", **args))
-    out.update(per_class_rates(counts_matrix(preds, target, num_classes), classes, split))
+    settings = settings or selection()
+    out[f"{split}/fbeta_macro"] = float(multiclass_fbeta_score(preds, target, beta=settings.beta, average="macro", **args))
+    accuracy = float(multiclass_accuracy(preds, target, average="micro", **args))
+    recall_macro = out[f"{split}/recall_macro"]
+    out[f"{split}/recall_macro_floor"] = recall_macro if accuracy >= settings.accuracy_floor else recall_macro - 1.0
+    out[f"{split}/accuracy"] = accuracy
+    matrix = counts_matrix(preds, target, num_classes)
+    out.update(per_class_rates(matrix, classes, split))
+    if num_classes > 2:
+        out.update(any_abnormal_rates(matrix, split))
     if num_classes == 2:
         probability = torch.softmax(logits, dim=-1)[:, 1]
         out[f"{split}/auroc"] = float(binary_auroc(probability, target, validate_args=False))
@@ -99,6 +163,16 @@ def counts_matrix(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -
     """Confusion counts ``(C, C)`` as int64 numpy (row = true class, column = predicted class)."""
     flat = target.long() * num_classes + preds.long()
     return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes).numpy()
+
+
+def any_abnormal_rates(matrix: np.ndarray, split: str) -> dict[str, float]:
+    """Recall and precision of every class but the first (normal) taken as one, from confusion counts:
+    (true != N and predicted != N) over (true != N), and over (predicted != N); 0 where undefined."""
+    flagged = float(matrix[1:, 1:].sum())
+    return {
+        f"{split}/any_abnormal/recall": float(_ratio(flagged, matrix[1:, :].sum())),
+        f"{split}/any_abnormal/precision": float(_ratio(flagged, matrix[:, 1:].sum())),
+    }
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -44,8 +44,8 @@ from heartlab import checks, metrics
 from heartlab.errors import HeartlabError
 
 KINDS = ("argmax", "threshold", "logit_adjustment")
+DEFAULT_TARGET_RECALL = 0.99  # operating_point.target_recall's default
 ABNORMAL = 1  # binary datasets: class 1 is the abnormal class (PTB: ('normal', 'abnormal'))
-NORMAL = 0  # multi-class datasets: class 0 is the normal class (N)
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # logit-adjustment strengths tried on validation
 SELECTION_METRIC = "f2_macro"  # what picks the logit-adjustment strength (see choose_logit_adjustment)
 
@@ -174,20 +174,20 @@ def threshold_metrics(probabilities: torch.Tensor, target: torch.Tensor, thresho
 # ---- multi-class: any abnormal beat, logit adjustment -----------------------------------------------
 
 
-def any_abnormal_recall(preds: torch.Tensor, target: torch.Tensor, normal_index: int = NORMAL) -> tuple[float, float]:
-    """Recall and precision of "abnormal" taken as one class: every class but ``normal_index``.
+def any_abnormal_recall(preds: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    """Recall and precision of "abnormal" taken as one class: every class but the first (N).
 
     A beat of any abnormal class counts as found when it is called any abnormal class (an S beat called V
     was still flagged for a look), which is what a screen needs first.
 
     Returns:
         ``(recall, precision)``: (true != N and predicted != N) over (true != N), and over (predicted != N);
-        0 where the denominator is 0.
+        0 where the denominator is 0 (:func:`heartlab.metrics.any_abnormal_rates`).
     """
-    true_abnormal = torch.as_tensor(target).reshape(-1) != normal_index
-    called_abnormal = torch.as_tensor(preds).reshape(-1) != normal_index
-    both = int((true_abnormal & called_abnormal).sum())
-    return _ratio(both, int(true_abnormal.sum())), _ratio(both, int(called_abnormal.sum()))
+    preds, target = torch.as_tensor(preds).reshape(-1).long(), torch.as_tensor(target).reshape(-1).long()
+    num_classes = max(int(preds.max()) + 1 if preds.numel() else 0, int(target.max()) + 1 if target.numel() else 0, 2)
+    values = metrics.any_abnormal_rates(metrics.counts_matrix(preds, target, num_classes), "")
+    return values["/any_abnormal/recall"], values["/any_abnormal/precision"]
 
 
 def _log_prior(class_counts: Sequence[int] | torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -219,7 +219,6 @@ def selection_name(metric: str, classes: tuple[str, ...], split: str = "val") ->
     ``any_abnormal/recall`` / ``any_abnormal/precision``); a ``HeartlabError`` naming the binding otherwise."""
     name = metric if isinstance(metric, str) and metric.startswith(f"{split}/") else f"{split}/{metric}"
     known = [n for n in metrics.metric_names(classes, split) if n != f"{split}/loss"]
-    known += [f"{split}/any_abnormal/recall", f"{split}/any_abnormal/precision"]
     if name not in known:
         raise HeartlabError(
             f"operating_point.selection_metric {metric!r} is not a metric of these classes; choose one of: "
@@ -277,9 +276,6 @@ def choose_logit_adjustment(
         adjusted = logit_adjustment(logits, class_counts, strength)
         preds = adjusted.argmax(dim=-1)
         values = metrics.compute_metrics(adjusted, target, classes, split)
-        recall, precision = any_abnormal_recall(preds, target)
-        values[f"{split}/any_abnormal/recall"] = recall
-        values[f"{split}/any_abnormal/precision"] = precision
         values[f"{split}/logit_adjustment"] = strength
         score = float(metric(preds, target)) if callable(metric) else sign * values[name]
         if best is None or score > best[0]:
@@ -380,31 +376,23 @@ class OperatingPoint:
 def decision_metrics(
     logits: torch.Tensor, target: torch.Tensor, classes: tuple[str, ...], split: str, point: OperatingPoint | None = None
 ) -> dict[str, float]:
-    """:func:`heartlab.metrics.compute_metrics` of the decisions ``point`` makes (argmax when ``None``).
+    """The metrics of a run's decisions, as ``test_metrics.json`` and ``heartlab predict`` report them.
 
-    For argmax this is ``compute_metrics(logits, ...)`` itself. Otherwise every class-wise value is of
-    ``point.apply(logits)``; ``<split>/auroc`` (binary) stays that of the model's probabilities; a
-    threshold adds :func:`threshold_metrics`. Multi-class datasets (normal class first) add
-    ``<split>/any_abnormal/recall`` and ``/precision``. No loss is computed.
+    Always :func:`heartlab.metrics.compute_metrics` of argmax (``<split>/<metric>``). A threshold adds
+    :func:`threshold_metrics` (``<split>/threshold``, ``<split>/op/recall``, ``<split>/op/precision``, ...,
+    ``<split>/at05/...``, ``<split>/average_precision``); a logit adjustment adds every ``compute_metrics``
+    value of its decisions under ``<split>/op/`` (``<split>/op/recall/S``, ``<split>/op/any_abnormal/recall``,
+    ...). No loss is computed.
     """
     target = torch.as_tensor(target).long()
     point = point or OperatingPoint()
-    if point.kind == "argmax":
-        out = metrics.compute_metrics(logits, target, classes, split)
-        preds = logits.argmax(dim=-1)
-    else:
-        preds = point.apply(logits)
+    out = metrics.compute_metrics(logits, target, classes, split)
+    if point.kind == "threshold":
+        out.update(threshold_metrics(abnormal_probability(logits), target, point.value, split))
+    elif point.kind == "logit_adjustment":
         # one-hot "logits" whose argmax is exactly the decision, so that every count-based value is of it
-        decided = torch.nn.functional.one_hot(preds, len(classes)).float()
-        out = metrics.compute_metrics(decided, target, classes, split)
-        if point.kind == "threshold":
-            out.update(threshold_metrics(abnormal_probability(logits), target, point.value, split))
-        if len(classes) == 2:  # the probabilities' AUROC, not the one-hot decisions'
-            out[f"{split}/auroc"] = metrics.compute_metrics(logits, target, classes, split)[f"{split}/auroc"]
-    if len(classes) > 2:
-        recall, precision = any_abnormal_recall(preds, target)
-        out[f"{split}/any_abnormal/recall"] = recall
-        out[f"{split}/any_abnormal/precision"] = precision
+        decided = torch.nn.functional.one_hot(point.apply(logits), len(classes)).float()
+        out.update(metrics.compute_metrics(decided, target, classes, f"{split}/op"))
     return out
 
 
@@ -415,7 +403,7 @@ def decision_metrics(
 class OperatingPointSettings:
     """What :func:`choose_operating_point` does; see :func:`operating_point` for each field."""
 
-    target_recall: float | None = 0.99
+    target_recall: float | None = DEFAULT_TARGET_RECALL
     logit_adjustment: bool = False
     strengths: tuple[float, ...] = STRENGTHS
     selection_metric: str = SELECTION_METRIC
@@ -430,7 +418,7 @@ class OperatingPointSettings:
 
 @gin.configurable
 def operating_point(
-    target_recall: float | None = 0.99,
+    target_recall: float | None = DEFAULT_TARGET_RECALL,
     logit_adjustment: bool = False,
     strengths: Sequence[float] = STRENGTHS,
     selection_metric: str = SELECTION_METRIC,

@@ -256,9 +256,9 @@ def predict_file(run_dir: str | Path, beats_file: str | Path, out_file: str | Pa
         force: replace ``out_file`` if it exists.
 
     Returns:
-        With ``target`` in the file: the metrics of the decisions, named ``predict/<metric>``
-        (:func:`heartlab.operating_point.decision_metrics`: those of
-        :func:`heartlab.metrics.compute_metrics` without the loss, which needs the training split's class
+        With ``target`` in the file: the metrics named as in ``test_metrics.json`` with ``predict/`` for
+        ``test/`` (:func:`heartlab.operating_point.decision_metrics`: argmax's, and the operating point's
+        under ``predict/op/``, ``predict/threshold``; no loss, which needs the training split's class
         counts); ``None`` without ``target``.
 
     Raises:
@@ -283,9 +283,21 @@ def predict_command(args: argparse.Namespace) -> int:
         f"(run {args.run_dir}, best epoch {prediction.run.best_epoch}; decision: {prediction.run.point.describe()})"
     )
     print("predicted   " + ", ".join(f"{c} {n}" for c, n in zip(classes, counts.tolist())))
-    if prediction.metrics is not None:
-        print(aami_table(prediction.metrics, classes, split=SPLIT))
-        print(f"recall_macro {prediction.metrics[f'{SPLIT}/recall_macro']:.4f}")
+    values = prediction.metrics
+    if values is not None:
+        print("argmax:")
+        print(aami_table(values, classes, split=SPLIT))
+        print(f"recall_macro {values[f'{SPLIT}/recall_macro']:.4f}")
+        point = prediction.run.point
+        if point.kind == "threshold":
+            print(
+                f"at the operating point (threshold {point.value:.6g}): abnormal recall {values[f'{SPLIT}/op/recall']:.4f}, "
+                f"precision {values[f'{SPLIT}/op/precision']:.4f}, specificity {values[f'{SPLIT}/op/specificity']:.4f}; "
+                f"PR-AUC {values[f'{SPLIT}/average_precision']:.4f}, ROC-AUC {values[f'{SPLIT}/auroc']:.4f}"
+            )
+        elif point.kind == "logit_adjustment":
+            print(f"at the operating point ({point.describe()}):")
+            print(aami_table(values, classes, split=f"{SPLIT}/op"))
     return 0
 
 

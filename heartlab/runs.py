@@ -42,8 +42,19 @@ def save_checkpoint(path: Path, model, epoch: int, epoch_metrics: dict[str, floa
     write_atomic(path, lambda partial: torch.save(state, partial))
 
 
+def update_checkpoint(path: Path, **values) -> None:
+    """Add ``values`` (plain Python types) to the checkpoint at ``path``, atomically (e.g. the operating
+    point chosen after training, and the class names)."""
+    import torch
+
+    state = torch.load(path, weights_only=True)
+    state.update(values)
+    write_atomic(path, lambda partial: torch.save(state, partial))
+
+
 def load_checkpoint(run_dir: str | Path) -> dict:
-    """The ``best.pt`` of a run: ``model_state``, ``epoch``, ``metrics``, ``config``."""
+    """The ``best.pt`` of a run: ``model_state``, ``epoch``, ``metrics``, ``config``; after training also
+    ``operating_point`` (:meth:`heartlab.operating_point.OperatingPoint.to_dict`) and ``classes``."""
     import torch
 
     return torch.load(Path(run_dir) / CHECKPOINT, weights_only=True)
@@ -81,6 +92,7 @@ def evaluate_run(run_dir: str | Path, data) -> dict:
     """
     from heartlab import train
     from heartlab.config import ConfigText, bound, parse_text
+    from heartlab.operating_point import OperatingPoint
 
     state = load_checkpoint(run_dir)
     config = state["config"]
@@ -88,6 +100,8 @@ def evaluate_run(run_dir: str | Path, data) -> dict:
     net, loss_fn, _ = train.build_configured(data.train.class_counts(len(data.classes)).tolist())
     net.load_state_dict(state["model_state"])
     bf16 = train.resolve_bf16(bound(train.fit, "bf16"))
-    result = train.evaluate_test_split(net, loss_fn, data, bound(train.fit, "eval_batch_size"), bf16)
+    stored = state.get("operating_point")
+    point = OperatingPoint() if stored is None else OperatingPoint.from_dict(stored)
+    result = train.evaluate_test_split(net, loss_fn, data, bound(train.fit, "eval_batch_size"), bf16, point)
     result["best_epoch"] = state["epoch"]
     return result

@@ -123,13 +123,31 @@ class RunWriter:
                 self.writer.add_scalar(f"{BEST_PREFIX}{name}", value, epoch)
         self.writer.flush()
 
-    def finish(self, best_epoch: int, best_row: dict[str, float], logits: torch.Tensor, target: torch.Tensor) -> None:
-        """The confusion matrix of the best checkpoint on the validation split, and the session end."""
+    def finish(
+        self,
+        best_epoch: int,
+        best_row: dict[str, float],
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        operating_metrics: dict[str, float] | None = None,
+    ) -> None:
+        """At the best epoch: the validation confusion matrix, the operating point's validation values
+        (``operating_point/...``), a binary run's precision-recall curve of P(abnormal) (``val/pr_curve``),
+        and the session end."""
         matrix = metrics.confusion_matrix(logits, target, len(self.classes))
         title = f"validation, best epoch {best_epoch} ({self.monitor} {best_row[self.monitor]:.3f})"
         self.writer.add_figure("val/confusion_matrix", confusion_figure(matrix, self.classes, title), best_epoch)
+        for name, value in (operating_metrics or {}).items():
+            self.writer.add_scalar(f"operating_point/{name}", value, best_epoch)
+        if len(self.classes) == 2:
+            self.pr_curve("val/pr_curve", logits, target, best_epoch)
         self.writer.file_writer.add_summary(self._end)
         self.writer.flush()
+
+    def pr_curve(self, tag: str, logits: torch.Tensor, target: torch.Tensor, step: int) -> None:
+        """The precision-recall curve of P(abnormal) (softmax of class 1) of binary ``logits``."""
+        probability = torch.softmax(logits.float(), dim=-1)[:, 1]
+        self.writer.add_pr_curve(tag, target.long(), probability, step, num_thresholds=201)
 
     def test(self, step: int, test_metrics: dict, table: str | None = None) -> None:
         """The ``test/...`` scalars at the best epoch, and the per-class table (Se, +P, FPR) as text."""

@@ -25,6 +25,8 @@ from loguru import logger
 from torch import nn
 
 from heartlab import checks, config, losses, metrics, models, optimizers, runs  # noqa: F401 (fit builds models, optimizers by gin name)
+from heartlab import operating_point as op
+from heartlab.augment import SAMPLINGS, Augment, epoch_order
 from heartlab.data import Split, Splits, as_view, get_dataset, load_splits
 from heartlab.errors import HeartlabError, NonFiniteLossError
 from heartlab.files import check_output_dir, check_plain_name, write_json_atomic
@@ -45,6 +47,7 @@ class LoopSettings:
     mode: str  # 'max' or 'min', resolved from the monitor when fit.monitor_mode is None
     patience: int | None
     seed: int
+    sampling: str
     bf16: bool  # resolved: fit.bf16 = 'auto' is True only on a CPU with native bf16 (see native_bf16)
 
     @classmethod
@@ -56,6 +59,7 @@ class LoopSettings:
         checks.one_of("fit.schedule", values["schedule"], SCHEDULES)
         checks.whole("fit.patience", values["patience"], 1, optional=True, unit="epochs")
         checks.whole("fit.seed", values["seed"], 0)
+        checks.one_of("fit.sampling", values["sampling"], SAMPLINGS)
         checks.one_of("fit.bf16", values["bf16"], (True, False, "auto"))
         values["bf16"] = resolve_bf16(values["bf16"])
         monitor = values["monitor"]
@@ -87,6 +91,8 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     epochs_run: int = 0
     test_metrics: dict[str, float] | None = None
+    operating_point: op.OperatingPoint = field(default_factory=op.OperatingPoint)
+    operating_metrics: dict[str, float] = field(default_factory=dict)  # of the operating point, on validation
 
 
 @gin.configurable(denylist=["data", "run_dir", "on_epoch_end", "evaluate_test", "hparams"])
@@ -105,6 +111,7 @@ def fit(
     monitor_mode: str | None = None,
     patience: int | None = None,
     seed: int = 0,
+    sampling: str = "shuffle",
     num_threads: int | None = None,
     bf16: bool | str = False,
     data: Splits | None = None,
@@ -131,7 +138,10 @@ def fit(
         monitor_mode: ``max`` or ``min``; ``None`` infers it from the metric (losses are minimised).
         patience: stop after this many epochs (>= 1) without improvement of ``monitor``; ``None`` never
             stops early.
-        seed: seed (>= 0) of weight initialisation, dropout and batch order.
+        seed: seed (>= 0) of weight initialisation, dropout, batch order and augmentation.
+        sampling: the order of training beats in an epoch: ``'shuffle'`` (every beat once) or ``'balanced'``
+            (every class equally often, drawn with replacement; compare it with a weighted loss rather than
+            combine the two, see :func:`heartlab.augment.balanced_order`).
         num_threads: torch intra-op threads (>= 1); ``None`` leaves torch's default.
         bf16: run forward passes under bfloat16 autocast (weights and optimizer stay fp32): ``True``,
             ``False``, or ``'auto'`` = only on a CPU with native bf16 (AVX512-BF16 or AMX), where it is
@@ -143,6 +153,11 @@ def fit(
         hparams: extra TensorBoard HParams session values, over the run's gin bindings (a Ray trial passes
             its sampled values under the search-space keys, which the study's HParams experiment lists).
 
+    The training beats are augmented by the gin-bound :class:`heartlab.augment.Augment` (off by default);
+    after training, the operating point is chosen on the best checkpoint's validation logits as the
+    gin-bound :func:`heartlab.operating_point.operating_point` says, stored in ``best.pt`` and applied on
+    test (``test/op/...``, ``test/threshold``), beside the argmax metrics.
+
     Raises:
         HeartlabError: a setting out of range or a bad data file, before any directory is created.
     """
@@ -153,8 +168,10 @@ def fit(
     classes = data.classes if data is not None else get_dataset(config.bound(load_splits, "dataset")).classes
     settings = LoopSettings.checked(
         classes, monitor_mode=monitor_mode, epochs=epochs, batch_size=batch_size,
-        eval_batch_size=eval_batch_size, schedule=schedule, monitor=monitor, patience=patience, seed=seed, bf16=bf16,
+        eval_batch_size=eval_batch_size, schedule=schedule, monitor=monitor, patience=patience, seed=seed,
+        sampling=sampling, bf16=bf16,
     )
+    augment, point_settings = training_options(classes)
     data = data if data is not None else load_splits()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
@@ -170,11 +187,13 @@ def fit(
         session = None if hparams is None else {**gin_bindings(operative), **hparams}
         with RunWriter(run_path, operative, data.classes, settings.monitor, hparams=session) as writer:
             result = train_epochs(
-                net, loss_fn, opt, data, settings,
-                run_path=run_path, operative=operative, writer=writer, on_epoch_end=on_epoch_end,
+                net, loss_fn, opt, data, settings, run_path=run_path, operative=operative, writer=writer,
+                on_epoch_end=on_epoch_end, augment=augment, point_settings=point_settings,
             )
             if evaluate_test:
-                result.test_metrics = evaluate_test_split(net, loss_fn, data, settings.eval_batch_size, settings.bf16)
+                result.test_metrics = evaluate_test_split(
+                    net, loss_fn, data, settings.eval_batch_size, settings.bf16, result.operating_point
+                )
                 result.test_metrics["best_epoch"] = result.best_epoch
                 write_json_atomic(run_path / runs.TEST_METRICS, result.test_metrics)
                 table = metrics.aami_table(result.test_metrics, data.classes, ci=result.test_metrics.get("ci95"))
@@ -187,9 +206,12 @@ def fit(
 def train_epochs(
     net: nn.Module, loss_fn: nn.Module, opt: torch.optim.Optimizer, data: Splits, settings: LoopSettings, *,
     run_path: Path, operative: str, writer: RunWriter, on_epoch_end: Callable[[EpochReport], None] | None,
+    augment: Augment | None = None, point_settings: op.OperatingPointSettings | None = None,
 ) -> FitResult:
     """The epochs of :func:`fit`: train, validate, keep the best checkpoint, stop early; then load the best
-    checkpoint into ``net`` and log its validation confusion matrix."""
+    checkpoint into ``net``, choose the operating point on its validation logits (stored in ``best.pt``
+    with the class names) and log its validation confusion matrix (and PR curve, binary)."""
+    point_settings = point_settings or op.OperatingPointSettings()
     s = settings
     logger.info(f"run {run_path}: {type(net).__name__} ({sum(p.numel() for p in net.parameters()):,} parameters)")
     logger.info(data.describe())
@@ -203,12 +225,15 @@ def train_epochs(
         started = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         batch_scheduler = scheduler if per_batch else None
-        train_loss = float(train_epoch(net, loss_fn, opt, batch_scheduler, data.train, s.batch_size, generator, s.bf16))
+        train_loss = float(train_epoch(
+            net, loss_fn, opt, batch_scheduler, data.train, s.batch_size, generator, s.bf16,
+            augment=augment, sampling=s.sampling,
+        ))
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(
                 f"train/loss became {train_loss} in epoch {epoch} of {run_path}; lower the learning rate or check the input data"
             )
-        val_metrics, _ = evaluate(net, loss_fn, data.valid, data.classes, "val", s.eval_batch_size, s.bf16)
+        val_metrics, _ = validate(net, loss_fn, data, s, point_settings)
         row = {"train/loss": train_loss, "lr": lr, **val_metrics}
         if scheduler is not None and not per_batch:
             scheduler.step(row[s.monitor])
@@ -232,8 +257,31 @@ def train_epochs(
         raise NonFiniteLossError(f"{s.monitor} was never finite in {len(history)} epoch(s) of {run_path}: no best epoch")
     net.load_state_dict(torch.load(checkpoint, weights_only=True)["model_state"])
     _, best_val_logits = evaluate(net, loss_fn, data.valid, data.classes, "val", s.eval_batch_size, s.bf16)
-    writer.finish(best_epoch, history[best_epoch - 1], best_val_logits, data.valid.y)
-    return FitResult(run_path, best_epoch, history[best_epoch - 1], history, len(history))
+    counts = data.train.class_counts(len(data.classes)).tolist()
+    point, point_metrics = op.choose_operating_point(best_val_logits, data.valid.y, data.classes, counts, point_settings)
+    runs.update_checkpoint(checkpoint, operating_point=point.to_dict(), classes=list(data.classes))
+    if point.kind != "argmax":
+        logger.info("operating point (chosen on validation): {}; {}", point.describe(), format_metrics(point_metrics))
+    writer.finish(best_epoch, history[best_epoch - 1], best_val_logits, data.valid.y, point_metrics)
+    return FitResult(
+        run_path, best_epoch, history[best_epoch - 1], history, len(history),
+        operating_point=point, operating_metrics=point_metrics,
+    )
+
+
+def validate(
+    net: nn.Module, loss_fn: nn.Module, data: Splits, settings: LoopSettings, point_settings: op.OperatingPointSettings
+) -> tuple[dict[str, float], torch.Tensor]:
+    """One epoch's validation metrics and logits; on a binary dataset also the values at the threshold
+    that reaches ``operating_point.target_recall`` on these beats (``val/op/...``, ``val/threshold``,
+    PR-AUC; 0.99 when the binding is None), so that the operating point can select epochs and trials."""
+    values, logits = evaluate(net, loss_fn, data.valid, data.classes, "val", settings.eval_batch_size, settings.bf16)
+    if len(data.classes) == 2:
+        target_recall = point_settings.target_recall or op.DEFAULT_TARGET_RECALL
+        probabilities = op.abnormal_probability(logits)
+        threshold = op.choose_threshold(probabilities, data.valid.y, target_recall)
+        values.update(op.threshold_metrics(probabilities, data.valid.y, threshold, "val"))
+    return values, logits
 
 
 def make_schedule(
@@ -270,10 +318,17 @@ def resolve_bf16(value: bool | str) -> bool:
     return bool(value)
 
 
-def model_inputs(model: nn.Module, split: Split, rows: torch.Tensor | slice) -> tuple[torch.Tensor, ...]:
-    """The arguments of ``model`` for the beats ``rows`` of ``split``: the beats in the model's view, and
-    their R-R intervals when the model uses them (``model.uses_rr``)."""
-    x = as_view(split.x[rows], model.input_view)
+def model_inputs(
+    model: nn.Module, split: Split, rows: torch.Tensor | slice,
+    augment: Augment | None = None, generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """The arguments of ``model`` for the beats ``rows`` of ``split``: the beats in the model's view
+    (augmented by ``augment`` with ``generator`` when given: training batches only), and their R-R
+    intervals when the model uses them (``model.uses_rr``)."""
+    x = split.x[rows]
+    if augment is not None and augment.active:
+        x = augment(x, generator)
+    x = as_view(x, model.input_view)
     return (x, split.rr[rows]) if getattr(model, "uses_rr", False) else (x,)
 
 
@@ -315,21 +370,25 @@ def train_epoch(
     batch_size: int,
     generator: torch.Generator,
     bf16: bool,
+    *,
+    augment: Augment | None = None,
+    sampling: str = "shuffle",
 ) -> torch.Tensor:
-    """One pass over ``split`` in a random order; returns the mean training loss as a 0-d tensor.
+    """One pass over ``split`` in the order ``sampling`` draws (:func:`heartlab.augment.epoch_order`), each
+    batch augmented by ``augment`` when given; returns the mean training loss as a 0-d tensor.
 
     No host synchronisation happens inside: the loss is accumulated as a tensor. A final batch of a single
     beat is skipped (BatchNorm cannot train on it).
     """
     model.train()
-    order = torch.randperm(len(split), generator=generator)
+    order = epoch_order(sampling, split.y, generator)
     total = torch.zeros((), dtype=torch.float32)
     seen = 0
     for index in order.split(batch_size):
         if index.numel() < 2:
             continue
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_fn(model(*model_inputs(model, split, index)), split.y[index])
+            loss = loss_fn(model(*model_inputs(model, split, index, augment, generator)), split.y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -400,19 +459,40 @@ def build_configured(class_counts: list[int], **model_overrides) -> tuple[nn.Mod
 
 def check_configured(classes: tuple[str, ...]) -> LoopSettings:
     """Range-check the ``fit`` settings the current gin config binds (a study does this before Ray starts)."""
-    names = ("epochs", "batch_size", "eval_batch_size", "schedule", "monitor", "patience", "seed", "bf16")
+    names = ("epochs", "batch_size", "eval_batch_size", "schedule", "monitor", "patience", "seed", "sampling", "bf16")
     checks.whole("fit.num_threads", bound("num_threads"), 1, optional=True)
     check_plain_name(bound("experiment"), "fit.experiment")
-    return LoopSettings.checked(classes, monitor_mode=bound("monitor_mode"), **{name: bound(name) for name in names})
+    settings = LoopSettings.checked(classes, monitor_mode=bound("monitor_mode"), **{name: bound(name) for name in names})
+    training_options(classes)
+    return settings
 
 
-def evaluate_test_split(net: nn.Module, loss_fn: nn.Module, data: Splits, batch_size: int, bf16: bool) -> dict:
+def training_options(classes: tuple[str, ...]) -> tuple[Augment, op.OperatingPointSettings]:
+    """The gin-bound augmentation and operating-point settings, range-checked; the selection metrics'
+    settings are checked too (all three then appear in the operative config)."""
+    metrics.selection()
+    return Augment(), op.operating_point().check(classes)
+
+
+def evaluate_test_split(
+    net: nn.Module, loss_fn: nn.Module, data: Splits, batch_size: int, bf16: bool, point: op.OperatingPoint | None = None
+) -> dict:
     """Test metrics plus the confusion matrix (rows: true class, columns: predicted); when the test file
     names each beat's record, 95% intervals of every per-class Se and +P from a bootstrap over its records
-    (``ci95``, see :func:`heartlab.metrics.record_bootstrap`)."""
-    test_metrics, logits = evaluate(net, loss_fn, data.test, data.classes, "test", batch_size, bf16)
+    (``ci95``, see :func:`heartlab.metrics.record_bootstrap`).
+
+    ``test/...`` are :func:`heartlab.operating_point.decision_metrics`: argmax's values, and those of the
+    operating point ``point`` (stored as ``operating_point``) when it is not argmax, whose confusion counts
+    are ``confusion_matrix_op``."""
+    logits = predict(net, data.test, batch_size, bf16)
+    point = point or op.OperatingPoint()
+    with torch.inference_mode():
+        loss = float(loss_fn(logits, data.test.y))
+    result = {"test/loss": loss, **op.decision_metrics(logits, data.test.y, data.classes, "test", point)}
     matrix = metrics.confusion_matrix(logits, data.test.y, len(data.classes))
-    result = {**test_metrics, "classes": list(data.classes), "confusion_matrix": matrix.tolist()}
+    result.update({"classes": list(data.classes), "confusion_matrix": matrix.tolist(), "operating_point": point.to_dict()})
+    if point.kind != "argmax":
+        result["confusion_matrix_op"] = metrics.counts_matrix(point.apply(logits), data.test.y, len(data.classes)).tolist()
     if data.test.record is not None and len(data.test.records) > 1:
         preds = logits.argmax(dim=-1)
         result["ci95"] = metrics.record_bootstrap(preds, data.test.y, data.test.record, data.classes, "test")

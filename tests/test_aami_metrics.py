@@ -100,15 +100,19 @@ def test_metric_names_match_compute_metrics():
     out = metrics.compute_metrics(one_hot_logits(preds, 4), target, AAMI, "val", loss=0.5)
     assert set(out) == set(metrics.metric_names(AAMI, "val"))
     ptb = DATASETS["ptb"].classes
-    out = metrics.compute_metrics(torch.randn(6, 2), torch.tensor([0, 1, 0, 1, 1, 0]), ptb, "val", loss=0.5)
-    assert set(out) == set(metrics.metric_names(ptb, "val"))
+    out = metrics.compute_metrics(torch.randn(6, 2), torch.tensor([0, 1, 0, 1, 1, 0]), ptb, "test", loss=0.5)
+    assert set(out) == set(metrics.metric_names(ptb, "test"))
     assert not any("ec57" in name for name in out)  # no V and F classes
     assert metrics.has_ec57(DATASETS["arrhythmia"].classes) and not metrics.has_ec57(ptb)
 
 
 @pytest.mark.parametrize(
     "name, mode",
-    [("val/precision/S", "max"), ("val/ec57/precision/V", "max"), ("val/fpr/S", "min"), ("val/ec57/fpr/V", "min")],
+    [
+        ("val/precision/S", "max"), ("val/ec57/precision/V", "max"), ("val/fpr/S", "min"), ("val/ec57/fpr/V", "min"),
+        ("val/op/precision", "max"), ("val/average_precision", "max"), ("val/any_abnormal/recall", "max"),
+        ("val/fbeta_macro", "max"), ("val/recall_macro_floor", "max"), ("val/op/specificity", "max"),
+    ],
 )
 def test_monitor_mode_of_the_new_metrics(name, mode):
     assert metrics.default_mode(name) == mode

@@ -107,3 +107,56 @@ def test_explore_data_is_committed_executed():
     assert all(cell.execution_count for cell in code)
     assert not any(output.output_type == "error" for cell in code for output in cell.outputs)
     assert EXPLORE.stat().st_size < 2_000_000
+
+
+MANUAL = ROOT / "notebooks" / "02_manual_exploration.ipynb"
+
+
+def test_manual_exploration_runs_on_small_files(tmp_path):
+    """Every section trains (1 epoch, a few steps) on small synthetic files and writes its tables."""
+    five = DATASETS["arrhythmia"].num_classes
+    train_file = beat_file(tmp_path / "big_train.parq", five, 8, records=4, seed=1)
+    test_file = beat_file(tmp_path / "big_test.parq", five, 2, records=2, seed=2)
+    ptb_train, ptb_test = beat_file(tmp_path / "ptb_train.parq", 2, 40), beat_file(tmp_path / "ptb_test.parq", 2, 10, seed=5)
+    parameters = {
+        "ARRHYTHMIA_FILES": (str(train_file), str(test_file)),
+        "PTB_FILES": (str(ptb_train), str(ptb_test)),
+        "MAX_TRAIN_BEATS": 120,
+        "EPOCHS": 1,
+        "FAMILY_EPOCHS": {"arrhythmia": 1, "ptb": 1},
+        "SLOW_FAMILY_EPOCHS": {"arrhythmia": 1, "ptb": 1},
+        "TARGET_EPOCHS": 1,
+        "LR_STEPS": 15,
+        "THREADS": 1,
+        "OUT": str(tmp_path / "out"),
+        "CONFIGS": str(ROOT / "configs"),
+    }
+    committed = MANUAL.read_bytes()
+    start = time.perf_counter()
+    executed = run(with_parameters(nbformat.reads(committed, as_version=4), **parameters), tmp_path, MANUAL.name)
+    print(f"executed in {time.perf_counter() - start:.1f} s")
+    assert MANUAL.read_bytes() == committed
+    assert not any(o.output_type == "error" for c in executed.cells for o in c.get("outputs", []))
+
+    import polars as pl
+
+    arrhythmia = pl.read_parquet(tmp_path / "out" / "arrhythmia_runs.parquet")
+    ptb = pl.read_parquet(tmp_path / "out" / "ptb_runs.parquet")
+    assert set(arrhythmia["section"]) == {"imbalance", "rr_augment", "size", "families", "target"}
+    assert arrhythmia.filter(pl.col("section") == "families").height == ptb.height == 7  # every family, both datasets
+    assert ((arrhythmia["recall_macro"] >= 0) & (arrhythmia["recall_macro"] <= 1)).all()
+    assert (ptb["op_recall"] >= 0.99).all()  # the threshold chosen on validation reaches the target there
+    choices = pl.read_csv(tmp_path / "out" / "choices.csv")
+    assert choices.columns == ["setting", "start at", "search range", "evidence"] and choices.height >= 6
+    joined = "\n".join(text_outputs(executed))
+    assert "targets met with the chosen decision" in joined
+
+
+def test_manual_exploration_is_committed_executed():
+    notebook = nbformat.read(MANUAL, as_version=4)
+    nbformat.validate(notebook)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert sum("parameters" in cell.metadata.get("tags", []) for cell in code) == 1
+    assert all(cell.execution_count for cell in code)
+    assert not any(output.output_type == "error" for cell in code for output in cell.outputs)
+    assert MANUAL.stat().st_size < 2_000_000

@@ -320,19 +320,26 @@ def test_operating_point_rejects_bad_dicts(values):
         OperatingPoint.from_dict(values)
 
 
-def test_decision_metrics_argmax_is_compute_metrics_and_threshold_is_consistent():
+def test_decision_metrics_are_argmax_metrics_plus_the_operating_points():
     generator = torch.Generator().manual_seed(4)
     logits = torch.randn(300, 2, generator=generator)
     target = (torch.rand(300, generator=generator) < 0.5).long()
-    assert decision_metrics(logits, target, BINARY, "test") == compute_metrics(logits, target, BINARY, "test")
+    argmax = compute_metrics(logits, target, BINARY, "test")
+    assert decision_metrics(logits, target, BINARY, "test") == argmax
     threshold = choose_threshold(abnormal_probability(logits), target, 0.9)
     values = decision_metrics(logits, target, BINARY, "test", OperatingPoint("threshold", threshold))
-    assert values["test/recall/abnormal"] == pytest.approx(values["test/op/recall"]) and values["test/op/recall"] >= 0.9
-    assert values["test/precision/abnormal"] == pytest.approx(values["test/op/precision"])
-    assert values["test/recall/normal"] == pytest.approx(values["test/op/specificity"])
-    assert values["test/auroc"] == pytest.approx(compute_metrics(logits, target, BINARY, "test")["test/auroc"])
-    multi = decision_metrics(torch.randn(40, 5, generator=generator), torch.arange(40) % 5, FIVE, "test")
+    assert {k: values[k] for k in argmax} == argmax  # the plain values stay those of argmax
+    assert values["test/op/recall"] == pytest.approx(recall_at(abnormal_probability(logits), target, threshold))
+    assert values["test/op/recall"] >= 0.9
+    assert values["test/threshold"] == threshold
+    multi_logits, multi_target = torch.randn(40, 5, generator=generator), torch.arange(40) % 5
+    multi = decision_metrics(multi_logits, multi_target, FIVE, "test")
     assert {"test/any_abnormal/recall", "test/any_abnormal/precision"} <= set(multi)
+    point = OperatingPoint("logit_adjustment", 2.0, (100, 10, 10, 1, 10))
+    adjusted = decision_metrics(multi_logits, multi_target, FIVE, "test", point)
+    decided = torch.nn.functional.one_hot(point.apply(multi_logits), 5).float()
+    assert adjusted["test/op/recall/F"] == compute_metrics(decided, multi_target, FIVE, "x")["x/recall/F"]
+    assert adjusted["test/recall_macro"] == multi["test/recall_macro"]
 
 
 # ---- settings --------------------------------------------------------------------------------------
@@ -389,4 +396,4 @@ def test_choose_operating_point():
     point, values = choose_operating_point(logits, target, FIVE, torch.tensor(counts), settings)
     assert point.kind == "logit_adjustment" and point.class_counts == tuple(counts)
     assert point.value == values["val/logit_adjustment"] > 0
-    assert decision_metrics(logits, target, FIVE, "val", point)["val/recall_macro"] == values["val/recall_macro"]
+    assert decision_metrics(logits, target, FIVE, "val", point)["val/op/recall_macro"] == values["val/recall_macro"]

@@ -138,9 +138,16 @@ def test_metrics_on_the_test_file_equal_test_metrics_json(cnn_run, tmp_path):
     frame = read_predictions(out)
     probabilities = check_prediction_frame(frame, BINARY, 40)
     assert frame.columns == ["predicted", "predicted_class", "prob/normal", "prob/abnormal"]  # no record, no r_peak
-    np.testing.assert_array_equal(frame["predicted"].to_numpy(), probabilities.argmax(axis=1))  # no operating point: argmax
+    # the run chose a threshold on validation (operating_point.target_recall = 0.99 by default), stored in
+    # best.pt and in test_metrics.json; it decides
+    stored = torch.load(run / "best.pt", weights_only=True)
+    point = OperatingPoint.from_dict(stored["operating_point"])
+    assert point.kind == "threshold" and stored["classes"] == list(BINARY)
+    assert json.loads((run / "test_metrics.json").read_text())["operating_point"] == point.to_dict()
+    np.testing.assert_array_equal(frame["predicted"].to_numpy(), (probabilities[:, 1] >= point.value).astype(np.int64))
+    assert values["predict/threshold"] == point.value
     metadata = pq.read_schema(out).metadata
-    assert json.loads(metadata[b"heartlab.operating_point"]) == OperatingPoint().to_dict()
+    assert json.loads(metadata[b"heartlab.operating_point"]) == point.to_dict()
     assert json.loads(metadata[b"heartlab.classes"]) == list(BINARY)
     assert metadata[b"heartlab.run"].decode() == str(run)
 
@@ -207,10 +214,11 @@ def test_a_stored_threshold_decides(cnn_run, tmp_path):
 
     frame = read_predictions(out)
     np.testing.assert_array_equal(frame["predicted"].to_numpy(), (abnormal >= threshold).astype(np.int64))
-    assert (frame["predicted"].to_numpy() != plain.predicted).any()  # precondition: the threshold is not argmax's
+    assert (frame["predicted"].to_numpy() != plain.probabilities.argmax(axis=1)).any()  # precondition: not argmax's
     assert values["predict/threshold"] == threshold
-    assert values["predict/recall/abnormal"] == pytest.approx(values["predict/op/recall"])
-    assert values["predict/precision/abnormal"] == pytest.approx(values["predict/op/precision"])
+    called, target = frame["predicted"].to_numpy() == 1, pl.read_parquet(test_file)["target"].to_numpy() == 1
+    assert values["predict/op/recall"] == pytest.approx((called & target).sum() / target.sum())
+    assert values["predict/op/precision"] == pytest.approx((called & target).sum() / called.sum())
     written = json.loads((run / "test_metrics.json").read_text())
     assert values["predict/auroc"] == pytest.approx(written["test/auroc"], abs=1e-6)  # threshold-free: unchanged
     assert json.loads(pq.read_schema(out).metadata[b"heartlab.operating_point"]) == point.to_dict()
@@ -358,7 +366,8 @@ def test_predict_command(cnn_run, tmp_path, capsys):
     args = parser.parse_args(["predict", str(run), str(test_file), "--out", str(out)])
     assert args.handler(args) == 0
     printed = capsys.readouterr().out
-    assert f"wrote 40 predictions to {out}" in printed and "decision: argmax" in printed and "Se %" in printed
+    assert f"wrote 40 predictions to {out}" in printed and "decision: abnormal iff P(abnormal) >= " in printed
+    assert "Se %" in printed and "at the operating point (threshold" in printed
     assert read_predictions(out).height == 40
     with pytest.raises(HeartlabError, match="already exists"):
         args.handler(args)

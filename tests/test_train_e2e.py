@@ -95,3 +95,57 @@ def test_hparams_session_lists_gin_bindings(ptb_files, tmp_path):
     assert start.hparams["ResNet1D.channels"].number_value == 8
     assert start.hparams["fit.model"].string_value == "@ResNet1D"
     assert "best/val/recall_macro" in accumulator.Tags()["scalars"]
+
+
+def test_operating_point_is_chosen_on_validation_stored_and_applied_on_test(ptb_files, tmp_path):
+    """The threshold chosen on validation reaches operating_point.target_recall there; best.pt and
+    test_metrics.json hold it; test reports recall/precision at it and at 0.5, PR-AUC and ROC-AUC;
+    the run's TensorBoard has a PR curve; `heartlab predict` on the test file reproduces test_metrics.json."""
+    from heartlab import metrics
+    from heartlab.operating_point import OperatingPoint
+    from heartlab.predict import predict_file
+
+    load_config(ROOT / "configs" / "ptb_resnet1d.gin", bindings(ptb_files, tmp_path / "runs", "fit.epochs = 2"))
+    result = train.fit()
+    point = result.operating_point
+    assert point.kind == "threshold" and result.operating_metrics["val/threshold"] == point.value
+    assert result.operating_metrics["val/op/recall"] >= 0.99
+    assert set(result.history[0]) == {"train/loss", "lr", *metrics.metric_names(("normal", "abnormal"))}
+    assert result.history[-1]["val/op/recall"] >= 0.99  # every validation epoch reports its own operating point
+
+    state = torch.load(result.run_dir / "best.pt", weights_only=True)
+    assert OperatingPoint.from_dict(state["operating_point"]) == point and state["classes"] == ["normal", "abnormal"]
+    written = json.loads((result.run_dir / "test_metrics.json").read_text())
+    assert written["operating_point"] == point.to_dict() and written["test/threshold"] == point.value
+    for name in ("op/recall", "op/precision", "op/specificity", "at05/recall", "at05/precision", "average_precision", "auroc"):
+        assert 0.0 <= written[f"test/{name}"] <= 1.0, name
+    assert sum(map(sum, written["confusion_matrix_op"])) == 465
+    tp = written["confusion_matrix_op"][1][1]
+    assert written["test/op/recall"] == pytest.approx(tp / sum(written["confusion_matrix_op"][1]))
+
+    assert "val/pr_curve" in read_scalars(result.run_dir).Tags()["tensors"]
+
+    values = predict_file(result.run_dir, ptb_files[1], tmp_path / "pred.parquet")
+    compared = [k for k, v in written.items() if k.startswith("test/") and k != "test/loss" and isinstance(v, float)]
+    assert len(compared) > 20
+    for name in compared:
+        assert values["predict/" + name.removeprefix("test/")] == pytest.approx(written[name], abs=1e-6), name
+
+
+def test_augmentation_and_balanced_sampling_reach_training_only_and_the_operative_config(ptb_files, tmp_path):
+    config = ROOT / "configs" / "ptb_cnn2d.gin"
+    runs = tmp_path / "runs"
+
+    def history(*extra: str) -> tuple[list[dict], str]:
+        load_config(config, bindings(ptb_files, runs, "fit.epochs = 1", "fit.num_threads = 1", *extra))
+        result = train.fit(evaluate_test=False)
+        return result.history, (result.run_dir / "config.gin").read_text()
+
+    plain, operative = history()
+    assert "Augment.noise_probability = 0.0" in operative and "fit.sampling = 'shuffle'" in operative
+    assert history("Augment.noise_probability = 0.0")[0] == plain  # an inactive Augment draws nothing
+    augmented, operative = history("Augment.noise_probability = 1.0", "Augment.stretch_probability = 0.5")
+    assert "Augment.noise_probability = 1.0" in operative
+    assert augmented[0]["train/loss"] != plain[0]["train/loss"]
+    balanced, operative = history("fit.sampling = 'balanced'")
+    assert "fit.sampling = 'balanced'" in operative and balanced[0]["train/loss"] != plain[0]["train/loss"]

@@ -112,9 +112,10 @@ def test_experiment_bindings_take_effect(name):
     assert gin.query_parameter("WeightedCrossEntropy.weighting") == weighting
     for key, value in MODEL_BINDINGS[model_class].items():
         assert gin.query_parameter(key) == value, key
-    # base.gin's settings are included
-    assert gin.query_parameter("fit.monitor") == "val/recall_macro"
+    # base.gin's settings are included; the data file chooses the selection metric, the search file agrees
     assert gin.query_parameter("load_splits.valid_fraction") == 0.2
+    selection = {"ptb": "val/op/precision", "arrhythmia": "val/recall_macro_floor", "arrhythmia_interpatient": "val/f2_macro"}
+    assert gin.query_parameter("fit.monitor") == gin.query_parameter("search.metric") == selection[dataset]
 
 
 def test_arrhythmia_resnet_overrides_base():

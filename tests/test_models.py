@@ -121,3 +121,40 @@ def test_resnet_output_does_not_depend_on_batch_mates_in_eval():
         together = model(x)
         alone = torch.cat([model(x[i : i + 1]) for i in range(4)])
     torch.testing.assert_close(together, alone)
+
+
+@pytest.mark.parametrize("backend", ["conv2d", "conv1d"])
+def test_resnet_dilation_and_squeeze_excitation(backend):
+    """Dilation widens the second convolution of each block at no extra parameters; squeeze-and-excitation
+    adds 2 * C * (C / r) + C / r + C parameters per block; both keep the output shape on either backend,
+    and the two backends agree when given the same weights."""
+    from heartlab.models.resnet1d import ResNet1D
+
+    plain = ResNet1D(channels=16, blocks=3, num_classes=5, backend=backend)
+    dilated = ResNet1D(channels=16, blocks=3, num_classes=5, backend=backend, dilation=3)
+    se = ResNet1D(channels=16, blocks=3, num_classes=5, backend=backend, se_reduction=4)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(dilated) == count(plain)
+    assert count(se) - count(plain) == 3 * (2 * 16 * 4 + 4 + 16)
+    second = dilated.blocks[0].body[3]
+    assert second.dilation[-1] == 3 and second.padding[-1] == 3 * 2
+    x = torch.rand(6, 1, 187)
+    for model in (dilated, se):
+        model.eval()
+        assert model(x).shape == (6, 5)
+    gate = se.blocks[0].body[-1]
+    assert type(gate).__name__ == "SqueezeExcitation"
+    with torch.no_grad():
+        features = torch.rand(2, 16, 1, 40) if backend == "conv2d" else torch.rand(2, 16, 40)
+        scaled = gate(features)
+        ratio = (scaled / features).flatten(2)
+        assert torch.allclose(ratio, ratio[..., :1].expand_as(ratio), atol=1e-5)  # one gate per channel, over time
+        assert ((ratio > 0) & (ratio < 1)).all()
+
+
+@pytest.mark.parametrize("binding", [{"dilation": 0}, {"se_reduction": -1}, {"dilation": 1.5}])
+def test_resnet_bad_dilation_or_se_raises(binding):
+    from heartlab.models.resnet1d import ResNet1D
+
+    with pytest.raises(ValueError, match="ResNet1D."):
+        ResNet1D(**binding)

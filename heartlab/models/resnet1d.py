@@ -26,10 +26,14 @@ class Layers:
             raise ValueError(f"ResNet1D.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.two_d = backend == "conv2d"
 
-    def conv(self, in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
+    def conv(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1) -> nn.Module:
+        """A same-length convolution without bias (odd ``kernel_size``; ``dilation`` samples between taps)."""
+        padding = dilation * (kernel_size // 2)
         if self.two_d:
-            return nn.Conv2d(in_channels, out_channels, (1, kernel_size), padding=(0, kernel_size // 2), bias=False)
-        return nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+            return nn.Conv2d(
+                in_channels, out_channels, (1, kernel_size), padding=(0, padding), dilation=(1, dilation), bias=False
+            )
+        return nn.Conv1d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False)
 
     def norm(self, channels: int) -> nn.Module:
         return BatchNorm2d(channels) if self.two_d else BatchNorm1d(channels)
@@ -40,17 +44,34 @@ class Layers:
         return nn.MaxPool1d(kernel_size=5, stride=2, padding=2)
 
 
-class ResidualBlock1D(nn.Module):
-    """x -> Conv-BN-ReLU-Conv-BN, + x, ReLU, max-pool (kernel 5, stride 2: halves the length)."""
+class SqueezeExcitation(nn.Module):
+    """Squeeze-and-excitation (Hu et al., CVPR 2018): each channel scaled by a gate in (0, 1) computed from
+    the channels' means over time: Linear(C, C / reduction) -> ReLU -> Linear -> sigmoid."""
 
-    def __init__(self, channels: int, kernel_size: int, layers: Layers):
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.gate = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, C, L)`` or ``(B, C, 1, L)``, same shape out."""
+        weights = self.gate(x.flatten(2).mean(dim=-1))
+        return x * weights.reshape(*weights.shape, *([1] * (x.ndim - 2)))
+
+
+class ResidualBlock1D(nn.Module):
+    """x -> Conv-BN-ReLU-Conv-BN [-SE], + x, ReLU, max-pool (kernel 5, stride 2: halves the length).
+    The second convolution is dilated by ``dilation``; ``se_reduction`` > 0 adds squeeze-and-excitation."""
+
+    def __init__(self, channels: int, kernel_size: int, layers: Layers, dilation: int = 1, se_reduction: int = 0):
         super().__init__()
         self.body = nn.Sequential(
             layers.conv(channels, channels, kernel_size),
             layers.norm(channels),
             nn.ReLU(),
-            layers.conv(channels, channels, kernel_size),
+            layers.conv(channels, channels, kernel_size, dilation),
             layers.norm(channels),
+            *([SqueezeExcitation(channels, se_reduction)] if se_reduction > 0 else []),
         )
         self.pool = layers.pool()
 
@@ -78,6 +99,11 @@ class ResNet1D(nn.Module):
         beat_dropout: with ``rr_features``, the probability (0..1) that a training beat's pooled beat
             features are zeroed so that the head classifies it from its R-R intervals alone
             (:class:`heartlab.models.rr.BeatDropout`); 0 turns it off.
+        dilation: dilation (>= 1, samples between kernel taps) of the second convolution of every block:
+            the block sees ``kernel_size + (kernel_size - 1) * (dilation - 1)`` samples at no extra
+            parameters; 1 (default) is a plain convolution.
+        se_reduction: squeeze-and-excitation in every block (:class:`SqueezeExcitation`) with a hidden
+            width of ``channels // se_reduction``; 0 (default) leaves it out.
 
     The dense head is :class:`heartlab.models.head.ClassifierHead`, shared with the other families.
     """
@@ -94,14 +120,22 @@ class ResNet1D(nn.Module):
         backend: str = "conv2d",
         rr_features: bool = False,
         beat_dropout: float = 0.0,
+        dilation: int = 1,
+        se_reduction: int = 0,
     ):
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError(f"ResNet1D.kernel_size must be odd to keep the length, got {kernel_size}")
+        if not isinstance(dilation, int) or isinstance(dilation, bool) or dilation < 1:
+            raise ValueError(f"ResNet1D.dilation must be a whole number >= 1, got {dilation!r}")
+        if not isinstance(se_reduction, int) or isinstance(se_reduction, bool) or se_reduction < 0:
+            raise ValueError(f"ResNet1D.se_reduction must be a whole number >= 0 (0: no squeeze-and-excitation), got {se_reduction!r}")
         layers = Layers(backend)
         self.two_d = layers.two_d
         self.stem = nn.Sequential(layers.conv(1, channels, kernel_size), layers.norm(channels), nn.ReLU())
-        self.blocks = nn.Sequential(*[ResidualBlock1D(channels, kernel_size, layers) for _ in range(blocks)])
+        self.blocks = nn.Sequential(
+            *[ResidualBlock1D(channels, kernel_size, layers, dilation, se_reduction) for _ in range(blocks)]
+        )
         self.head = ClassifierHead(
             channels, channels, num_classes, dropout, rr_features=rr_features, beat_dropout=beat_dropout, model="ResNet1D"
         )

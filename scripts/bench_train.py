@@ -1,11 +1,13 @@
 """Training throughput of an experiment config: heartlab's training step against a bare PyTorch loop.
 
     python scripts/bench_train.py configs/arrhythmia_resnet1d.gin --json bench.json
+    python scripts/bench_train.py configs/arrhythmia_*.gin      # one row per model default, then a summary
 
 Measured in one process, interleaved round by round so that both see the same machine state:
   trainer  heartlab.train.train_epoch (the step used by `heartlab train` and by every Ray trial)
   bare     a plain PyTorch loop: index a batch, forward, cross-entropy, backward, step
-each in fp32 and under bf16 autocast, on the config's model, batch size, loss weights and data (the
+each in fp32 and under bf16 autocast (bf16 only where the CPU has it natively, unless --precision both),
+on the config's model, batch size, loss weights and data (the
 config's training file when it exists, otherwise random beats of the same shape: speed does not depend on
 the values). For a ResNet1D the bare loop also runs with plain F.conv1d layers (backend='conv1d'), the
 reference for the conv2d-backed layers. Throughput is the median over timed windows after warm-up.
@@ -100,22 +102,9 @@ def bare_window(net, loss_fn, optimizer, window: Split, batch_size: int, bf16: b
     return run
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", help="experiment config, e.g. configs/arrhythmia_resnet1d.gin")
-    parser.add_argument("--bind", action="append", default=[], help="extra gin binding, repeatable")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--steps", type=int, default=12, help="training steps per timed window")
-    parser.add_argument("--rounds", type=int, default=5, help="timed windows per row (after one warm-up)")
-    parser.add_argument("--epoch", action="store_true", help="also time a full trainer epoch (fp32 and bf16) after a warm-up epoch")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
-
-    torch.set_num_threads(args.threads)
-    try:
-        load_config(args.config, args.bind)
-    except HeartlabError as exc:
-        return report(exc)
+def bench_config(config: str, args: argparse.Namespace, precisions: tuple[str, ...], peak: float, peak_bf16: float) -> dict:
+    """The figures of one config (printed as they are measured)."""
+    load_config(config, args.bind)
     batch_size = gin.query_parameter("fit.batch_size")
     dataset = get_dataset(gin.query_parameter("load_splits.dataset"))
     split, source = training_data(dataset.num_classes, 20_000)
@@ -129,18 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     model_name = type(net).__name__
     rows: dict[str, tuple[Callable[[], None], float]] = {}
     macs = macs_per_beat(net, loss_fn, window, batch_size)
-    for precision, bf16 in (("fp32", False), ("bf16", True)):
+    modes = [(precision, precision == "bf16") for precision in precisions]
+    for precision, bf16 in modes:
         for kind, make in (("trainer", trainer_window), ("bare", bare_window)):
             rows[f"{kind} {precision}"] = (make(*build(counts), window, batch_size, bf16), macs)
     if model_name == "ResNet1D":
         reference = build(counts, backend="conv1d")
         reference_macs = macs_per_beat(reference[0], reference[1], window, batch_size)
-        for precision, bf16 in (("fp32", False), ("bf16", True)):
+        for precision, bf16 in modes:
             rows[f"bare conv1d {precision}"] = (bare_window(*reference, window, batch_size, bf16), reference_macs)
 
-    peak = gemm_gmacs()
-    # Without native bf16 (AVX512-BF16 / AMX) a 4096^3 bf16 matmul is emulated and takes minutes: not measured.
-    peak_bf16 = gemm_gmacs(dtype=torch.bfloat16) if train.native_bf16() else float("nan")
     timings: dict[str, list[float]] = {name: [] for name in rows}
     for round_ in range(args.rounds + 1):  # round 0 warms up
         for name, (run, _) in rows.items():
@@ -156,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         table.append({"row": name, "beats_per_s": beats_per_s, "gmac_per_s": gmacs, "pct_fp32_peak": 100 * gmacs / peak})
     speed = {row["row"]: row["beats_per_s"] for row in table}
     result = {
-        "config": str(args.config),
+        "config": str(config),
         "bindings": args.bind,
         "model": model_name,
         "data": source,
@@ -166,16 +153,17 @@ def main(argv: list[str] | None = None) -> int:
         "gemm_fp32_gmac_per_s": peak,
         "gemm_bf16_gmac_per_s": peak_bf16,
         "rows": table,
-        "ratio_trainer_bare_fp32": speed["trainer fp32"] / speed["bare fp32"],
-        "ratio_trainer_bare_bf16": speed["trainer bf16"] / speed["bare bf16"],
-        "bf16_speedup": speed["trainer bf16"] / speed["trainer fp32"],
     }
+    for precision in precisions:
+        result[f"ratio_trainer_bare_{precision}"] = speed[f"trainer {precision}"] / speed[f"bare {precision}"]
+    if len(precisions) == 2:
+        result["bf16_speedup"] = speed["trainer bf16"] / speed["trainer fp32"]
     if "bare conv1d fp32" in speed:
-        result["ratio_trainer_bf16_vs_bare_conv1d_fp32"] = speed["trainer bf16"] / speed["bare conv1d fp32"]
-        result["ratio_trainer_fp32_vs_bare_conv1d_fp32"] = speed["trainer fp32"] / speed["bare conv1d fp32"]
+        for precision in precisions:
+            result[f"ratio_trainer_{precision}_vs_bare_conv1d_fp32"] = speed[f"trainer {precision}"] / speed["bare conv1d fp32"]
 
     if args.epoch:
-        for precision, bf16 in (("fp32", False), ("bf16", True)):
+        for precision, bf16 in modes:
             net_e, loss_e, opt_e = build(counts)
             generator = torch.Generator().manual_seed(0)
             for _ in range(2):  # the first epoch warms up; the second is timed
@@ -185,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             result[f"epoch_seconds_{precision}"] = seconds
             result[f"epoch_beats_per_s_{precision}"] = len(split) / seconds
 
-    print(f"{args.config}: {model_name}, batch {batch_size}, {args.threads} threads, {source}")
+    print(f"\n{config}: {model_name}, batch {batch_size}, {args.threads} threads, {source}")
     print(f"MACs per beat (forward + backward): {macs / 1e6:.2f} M;  fp32 GEMM peak {peak:.1f} GMAC/s, bf16 {peak_bf16:.1f}")
     print(f"{'row':<20}{'beats/s':>10}{'GMAC/s':>9}{'% fp32 peak':>13}")
     for row in table:
@@ -193,8 +181,61 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in result.items():
         if key.startswith(("ratio", "bf16_speedup", "epoch_")):
             print(f"{key}: {value:.3f}")
+    return result
+
+
+def summary(results: list[dict], precisions: tuple[str, ...]) -> str:
+    """One line per config: trainer beats/s, trainer/bare and % of the fp32 GEMM peak, per precision."""
+    header = f"{'model':<19}{'train MACs/beat':>16}"
+    for precision in precisions:
+        header += f"{'beats/s ' + precision:>16}{'trainer/bare':>14}{'% peak':>8}"
+    lines = [header]
+    for result in results:
+        rows = {row["row"]: row for row in result["rows"]}
+        line = f"{result['model']:<19}{result['macs_per_beat_train'] / 1e6:>14.2f} M"
+        for precision in precisions:
+            trainer = rows[f"trainer {precision}"]
+            ratio = result[f"ratio_trainer_bare_{precision}"]
+            line += f"{trainer['beats_per_s']:>16,.0f}{ratio:>14.3f}{trainer['pct_fp32_peak']:>7.1f}%"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("configs", nargs="+", metavar="CONFIG", help="experiment config(s), e.g. configs/arrhythmia_resnet1d.gin")
+    parser.add_argument("--bind", action="append", default=[], help="extra gin binding for every config, repeatable")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--steps", type=int, default=12, help="training steps per timed window")
+    parser.add_argument("--rounds", type=int, default=5, help="timed windows per row (after one warm-up)")
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32", "both"), default="auto",
+        help="fp32 only, or fp32 and bf16; auto (default): bf16 too only on a CPU with native bf16 (without it "
+        "autocast emulates bf16 several times slower, which says nothing about the trainer)",
+    )
+    parser.add_argument("--epoch", action="store_true", help="also time a full trainer epoch per precision after a warm-up epoch")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file (a list with several configs)")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    native = train.native_bf16()
+    both = args.precision == "both" or (args.precision == "auto" and native)
+    precisions = ("fp32", "bf16") if both else ("fp32",)
+    if not both and args.precision == "auto":
+        print("bf16 rows left out: this CPU has no native bf16 (pass --precision both to time the emulation)")
+    peak = gemm_gmacs()
+    # Without native bf16 (AVX512-BF16 / AMX) a 4096^3 bf16 matmul is emulated and takes minutes: not measured.
+    peak_bf16 = gemm_gmacs(dtype=torch.bfloat16) if native else float("nan")
+    results = []
+    try:
+        for config in args.configs:
+            results.append(bench_config(config, args, precisions, peak, peak_bf16))
+    except HeartlabError as exc:
+        return report(exc)
+    if len(results) > 1:
+        print("\n" + summary(results, precisions))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
     return 0
 
 

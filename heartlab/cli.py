@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     tune_parser = subparsers.add_parser("tune", help="hypertune an experiment with Ray Tune (= hypertune.py)")
     add_tune_arguments(tune_parser)
     tune_parser.set_defaults(handler=run_from_args)
+    ablate_parser = subparsers.add_parser(
+        "ablate", help="run an ablation file: a base config and rows of changed hyperparameters, several seeds each",
+        description="Run an ablation on Ray Tune: the base config of ablation.base, then every row's variants, each with "
+        "ablation.seeds training seeds; writes <storage>/<name>/ablation.parquet and ablation.md (see heartlab/ablation.py).",
+    )
+    add_tune_arguments(ablate_parser)
+    ablate_parser.set_defaults(handler=run_from_args, ablate=True)
     add_quickstart_parser(subparsers)
     add_models_parser(subparsers)
     add_predict_parser(subparsers)

@@ -27,6 +27,7 @@ from heartlab.errors import HeartlabError
 # Every module that defines something a config may bind. Imported before any parse, so that a name that
 # is not among them fails as unknown instead of depending on what happened to be imported.
 CONFIGURABLE_MODULES = (
+    "heartlab.ablation",
     "heartlab.augment",
     "heartlab.data",
     "heartlab.losses",
@@ -64,6 +65,12 @@ class ConfigText:
 
     def where(self, lineno: int) -> str:
         return self.origins[lineno - 1] if 1 <= lineno <= len(self.origins) else "config"
+
+    def then(self, other: ConfigText) -> ConfigText:
+        """This text followed by ``other`` (whose bindings then take precedence), origins kept."""
+        text = self.text if not self.text or self.text.endswith("\n") else self.text + "\n"
+        origins = self.origins[: text.count("\n")] if len(self.origins) > text.count("\n") else self.origins
+        return ConfigText(text + other.text, origins + other.origins)
 
     def plus(self, lines: Sequence[str], origin: str) -> ConfigText:
         """This text with ``lines`` appended (e.g. ``--bind`` values), each labelled ``origin 'line'``."""

@@ -24,6 +24,11 @@ STUDY_CONFIG = "study.gin"  # the config every trial parses before its sampled b
 TRIALS_FILE = "trials.parquet"
 BEST_CONFIG = "best.gin"
 BEST_TEST_METRICS = "best_test_metrics.json"
+HISTORY_FILE = "history.parquet"  # every trial's per-epoch metrics (read_history), written after a study
+ABLATION_FILE = "ablation.json"  # an ablation's plan: variants, seeds, metrics, parameters per variant
+ABLATION_CONFIG = "ablation.gin"  # the config every ablation trial parses before its variant's bindings
+ABLATION_TRIALS = "ablation.parquet"  # one row per trial (variant x seed)
+ABLATION_TABLE = "ablation.md"  # the Table-3-style summary: mean +- std over seeds per variant
 
 STATUS_COMPLETED = "completed"  # train.fit ran to its end (all epochs, or its own patience stop)
 STATUS_STOPPED = "stopped"  # stopped early by the scheduler (ASHA)
@@ -183,6 +188,93 @@ def trials_frame(rows: list[dict[str, Any]], keys: list[str], mode: str) -> pl.D
         if column not in frame.columns:
             frame = frame.with_columns(pl.lit(None).alias(column))
     return frame.select(columns + metric_columns).with_columns(pl.col("rank").cast(pl.Int64))
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON file heartlab wrote (study.json, ablation.json, test metrics)."""
+    return json.loads(Path(path).read_text())
+
+
+def ablation_frame(rows: list[dict[str, Any]], order: list[str]) -> pl.DataFrame:
+    """``ablation.parquet``: one row per trial, ordered by variant (as planned) and seed. Columns: ``variant,
+    row, label, seed, parameters, trial_id, trial_dir, status, error, score, best_epoch, epochs, time_s,
+    fit_s``, then ``best/<metric>`` and ``final/<metric>`` of every validation metric."""
+    position = {variant: i for i, variant in enumerate(order)}
+    rows = sorted(rows, key=lambda r: (position[r["variant"]], r["seed"]))
+    columns = [
+        "variant", "row", "label", "seed", "parameters", "trial_id", "trial_dir", "status", "error", "score",
+        "best_epoch", "epochs", "time_s", "fit_s",
+    ]
+    metric_columns = sorted({c for r in rows for c in r if c.startswith(("best/", "final/"))}, key=_metric_order)
+    frame = pl.DataFrame([{c: r.get(c) for c in columns + metric_columns} for r in rows], infer_schema_length=None)
+    return frame.with_columns(pl.col("error").cast(pl.String))
+
+
+def ablation_summary(frame: pl.DataFrame, metrics: list[str]) -> pl.DataFrame:
+    """Per variant (in the frame's order): trials with a result (``n``), parameters, mean training minutes,
+    and ``<metric>/mean``, ``<metric>/std`` (sample standard deviation over seeds; 0 for one seed) of the
+    best-epoch validation ``metrics``."""
+    done = frame.filter(pl.col("status") != STATUS_ERROR)
+    aggregations = [pl.len().alias("n"), pl.col("parameters").first(), (pl.col("fit_s").mean() / 60).alias("minutes")]
+    for metric in metrics:
+        column = pl.col(f"best/{metric}")
+        aggregations += [column.mean().alias(f"{metric}/mean"), column.std(ddof=1).fill_null(0.0).alias(f"{metric}/std")]
+    order = frame.select("variant", "row", "label").unique(maintain_order=True)
+    return order.join(done.group_by("variant", maintain_order=True).agg(aggregations), on="variant", how="left")
+
+
+def ablation_markdown(frame: pl.DataFrame, plan: dict[str, Any]) -> str:
+    """The Table-3-style table of an ablation as Markdown: the base row with its values of every changed
+    key, then each row's variants with only their changed cells filled (blank = as base); parameters,
+    training minutes and each reported metric as mean ± std over seeds (ratios in %)."""
+    metrics = list(plan["settings"]["report"])
+    summary = {row["variant"]: row for row in ablation_summary(frame, metrics).iter_rows(named=True)}
+    keys = list(dict.fromkeys(key for v in plan["variants"] for key in v["values"]))
+    base_values = plan.get("base_values", {})
+    short = {key: key.rpartition("/")[2] for key in keys}
+    header = ["", *[short[k] for k in keys], "params", "train min", *[_metric_header(m) for m in metrics], "seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    previous_row = None
+    for variant in plan["variants"]:
+        stats = summary.get(variant["id"], {})
+        if variant["row"] == "":
+            name, cells = "base", [_cell(base_values.get(k, "")) for k in keys]
+        else:
+            name = f"({variant['row']})" if variant["row"] != previous_row else ""
+            cells = [_cell(variant["values"][k]) if k in variant["values"] else "" for k in keys]
+        previous_row = variant["row"]
+        values = [_mean_std(stats.get(f"{m}/mean"), stats.get(f"{m}/std"), m) for m in metrics]
+        parameters = stats.get("parameters")
+        minutes = stats.get("minutes")
+        lines.append("| " + " | ".join([
+            name, *cells, f"{parameters:,}" if parameters is not None else "-", f"{minutes:.2f}" if minutes is not None else "-",
+            *values, str(stats.get("n") or 0),
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def _metric_header(metric: str) -> str:
+    name = metric.removeprefix("val/")
+    return f"{name} (%)" if _is_ratio(metric) else name
+
+
+def _is_ratio(metric: str) -> bool:
+    return "loss" not in metric and "threshold" not in metric
+
+
+def _mean_std(mean: float | None, std: float | None, metric: str) -> str:
+    if mean is None:
+        return "-"
+    scale = 100.0 if _is_ratio(metric) else 1.0
+    return f"{mean * scale:.2f} ± {(std or 0.0) * scale:.2f}"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def _metric_order(name: str) -> tuple[int, str]:

@@ -227,12 +227,14 @@ def parse_space(space: dict[str, str]) -> SearchSpace:
     return SearchSpace(distributions)
 
 
-def check_searchable(space: SearchSpace) -> None:
-    """Raise :class:`HeartlabError` for a key a study cannot search (:data:`UNSEARCHABLE` says why)."""
+def check_searchable(space: SearchSpace, allowed: tuple[str, ...] = ()) -> None:
+    """Raise :class:`HeartlabError` for a key a study cannot search (:data:`UNSEARCHABLE` says why);
+    ``allowed`` names entries of it that are fine here (an ablation, which has no ASHA, may change
+    ``fit.epochs``)."""
     for key in space.keys:
         _, selector, arg = check_binding_key(key)
         short = f"fit.{arg}" if selector == "heartlab.train.fit" else selector
-        reason = UNSEARCHABLE.get(short) or UNSEARCHABLE.get(selector)
+        reason = None if short in allowed else UNSEARCHABLE.get(short) or UNSEARCHABLE.get(selector)
         if reason:
             raise HeartlabError(f"search.space key {key!r} cannot be searched: {reason}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from heartlab import checks
+from heartlab.errors import HeartlabError
 
 DEFAULT_STORAGE = "ray_results"  # where studies go, relative to the current directory
 
@@ -33,6 +34,11 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
         help="extra gin binding for every trial, repeatable, e.g. --bind 'fit.epochs = 10'",
     )
     parser.add_argument("--cpus-per-trial", type=float, default=None, metavar="K", help="CPUs per trial (default: search.cpus_per_trial)")
+    parser.add_argument(
+        "--ablate", action="store_true",
+        help="CONFIG is an ablation file (ablation.base, ablation.rows, ablation.seeds): run every variant x seed "
+        "(= heartlab ablate); writes ablation.parquet and ablation.md",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -40,6 +46,15 @@ def run_from_args(args: argparse.Namespace) -> int:
     checks.whole("--num-samples", args.num_samples, 1, optional=True)
     if args.cpus_per_trial is not None:
         checks.number("--cpus-per-trial", args.cpus_per_trial, 0, 1024, low_open=True)
+    if args.ablate:
+        if args.num_samples is not None:
+            raise HeartlabError("--num-samples does not apply to an ablation: it runs every variant x ablation.seeds")
+        from heartlab.tune.ablate import run_ablation
+
+        return run_ablation(
+            args.config, name=args.name, storage=args.storage, address=args.address, resume=args.resume,
+            bindings=args.bind, cpus_per_trial=args.cpus_per_trial,
+        )
     from heartlab.tune.runner import run_study
 
     return run_study(

@@ -29,6 +29,8 @@ class TrialSpec:
     space: SearchSpace  # the searched keys (Ray parameter names: space.param_names())
     num_threads: int  # torch threads = the trial's CPU share
     study_dir: str  # <storage>/<name>: trials write straight into <study_dir>/<trial dir name>/
+    # an ablation's variants (id -> binding key -> value): a trial's config is then {'variant', 'seed'}
+    variants: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass

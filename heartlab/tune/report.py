@@ -1,4 +1,5 @@
-"""After a study: the ranked table, ``trials.parquet``, ``best.gin`` and ``best_test_metrics.json``.
+"""After a study: the ranked table, ``trials.parquet``, ``history.parquet`` (every trial's epochs), ``best.gin``
+and ``best_test_metrics.json``.
 
 The test split is evaluated here, once, with the best trial's checkpoint; it played no part in selection.
 """
@@ -31,6 +32,7 @@ def finish(study: Study, data, grid, wall: float, resume: str) -> int:
     rows = [trial_row(study, result) for result in grid]
     frame = results.trials_frame(rows, study.space.keys, settings.mode)
     write_atomic(study.path / results.TRIALS_FILE, frame.write_parquet)
+    write_atomic(study.path / results.HISTORY_FILE, results.read_history(study.path).write_parquet)
     print()
     print(format_table(frame, study))
     fit_total = sum(r["fit_s"] or 0.0 for r in rows)

@@ -107,7 +107,6 @@ def write_study_files(study: Study) -> None:
 def tuner(study: Study, data, resume: bool):
     """The Ray Tune ``Tuner`` of a study (restored from its directory on ``resume``)."""
     from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     settings = study.settings
     trainable = tune.with_resources(
@@ -153,14 +152,21 @@ def tuner(study: Study, data, resume: bool):
             trial_name_creator=lambda trial: f"trial_{trial.trial_id}",
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
         ),
-        run_config=tune.RunConfig(
-            name=study.name,
-            storage_path=str(study.storage),
-            callbacks=[CSVLoggerCallback(), JsonLoggerCallback()],
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=settings.metric, checkpoint_score_order=settings.mode
-            ),
-            failure_config=tune.FailureConfig(max_failures=0),
-            verbose=1,
-        ),
+        run_config=run_config(study.name, study.storage, settings.metric, settings.mode),
+    )
+
+
+def run_config(name: str, storage: Path, metric: str, mode: str):
+    """The ``RunConfig`` of a study or an ablation: its directory, Ray's CSV and JSON logs, the best
+    checkpoint of each trial kept, no automatic retries."""
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    return tune.RunConfig(
+        name=name,
+        storage_path=str(storage),
+        callbacks=[CSVLoggerCallback(), JsonLoggerCallback()],
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode),
+        failure_config=tune.FailureConfig(max_failures=0),
+        verbose=1,
     )

@@ -21,7 +21,8 @@ from heartlab.tune.prepare import TrialSpec
 
 
 def run_trial(config: dict[str, Any], *, data, spec: TrialSpec) -> None:
-    """One Ray trial: the study config plus this trial's sampled values, trained by ``train.fit``.
+    """One Ray trial: the study config plus this trial's sampled values (or, in an ablation, its
+    variant's values and seed), trained by ``train.fit``.
 
     Writes into the trial directory (``config.gin``, TensorBoard events, ``best.pt``, and
     ``fit_result.json`` if training ends by itself); reports every epoch to Ray with the best checkpoint.
@@ -37,6 +38,8 @@ def run_trial(config: dict[str, Any], *, data, spec: TrialSpec) -> None:
     trial_dir.mkdir(parents=True, exist_ok=True)
     names = spec.space.param_names()
     values = {names[name]: to_python(value) for name, value in config.items() if name in names}
+    if spec.variants is not None:  # an ablation: the variant's values and the seed
+        values = {**spec.variants[config["variant"]], "fit.seed": int(config["seed"])}
     runs.clear_attempt(trial_dir)
     parse_text(spec.study_config.plus(binding_lines(values), "sampled"))
     started = time.perf_counter()

@@ -253,3 +253,31 @@ def test_killed_study_resumes_without_losing_or_rerunning_trials(ptb_files, tmp_
     assert errored["rank"].null_count() == 3
     assert "3 trial(s) failed:" in resumed.stdout and "NonFiniteLossError" in resumed.stdout
     assert (study / "best.gin").is_file() and (study / "best_test_metrics.json").is_file()
+
+
+FAMILIES_SECTION = """
+fit.epochs = 1
+import heartlab.search
+search.metric = 'val/op/precision'
+search.num_samples = 1
+search.scheduler = 'none'
+search.space = {
+    'fit.model': "grid_search(['@CNN2D', '@Transformer1D', '@ResNet1D', '@InceptionTime', '@CNNGRU', '@CNN2DPlus', '@Transformer1DPlus'])",
+}
+"""
+
+
+def test_every_model_family_trains_as_a_ray_trial(ptb_files, tmp_path):
+    """One study whose grid is the seven model classes: each trains one epoch inside a Ray worker."""
+    config = study_config(tmp_path, ptb_files, FAMILIES_SECTION)
+    storage = tmp_path / "studies"
+    done = hypertune(str(config), "--storage", str(storage), "--name", "families")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = results.read_trials(storage / "families")
+    assert trials.height == 7 and (trials["status"] == results.STATUS_COMPLETED).all()
+    models = sorted(trials["fit.model"].to_list())
+    assert models == sorted(["@CNN2D", "@Transformer1D", "@ResNet1D", "@InceptionTime", "@CNNGRU", "@CNN2DPlus", "@Transformer1DPlus"])
+    for trial_dir in trial_dirs(storage / "families"):
+        assert (trial_dir / "best.pt").is_file() and (trial_dir / "fit_result.json").is_file()
+    history = pl.read_parquet(storage / "families" / results.HISTORY_FILE)
+    assert history.height == 7 and "val/op/precision" in history.columns

@@ -190,6 +190,29 @@ def trials_frame(rows: list[dict[str, Any]], keys: list[str], mode: str) -> pl.D
     return frame.select(columns + metric_columns).with_columns(pl.col("rank").cast(pl.Int64))
 
 
+COMPACT_FILES = (  # what a results folder keeps of a study or an ablation (no checkpoints, event files)
+    STUDY_FILE, TRIALS_FILE, HISTORY_FILE, BEST_CONFIG, BEST_TEST_METRICS, "top_seeds.parquet",
+    ABLATION_FILE, ABLATION_TRIALS, ABLATION_TABLE,
+)
+
+
+def export(study_dir: str | Path, to: str | Path) -> list[Path]:
+    """Copy the compact files of a finished study or ablation (:data:`COMPACT_FILES` that exist) into the
+    folder ``to`` (created); returns the files written. Checkpoints and event files stay behind."""
+    import shutil
+
+    study_dir, to = Path(study_dir), Path(to)
+    if to.resolve() == study_dir.resolve():
+        raise ValueError(f"{to}: exporting a study into its own folder")
+    to.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in COMPACT_FILES:
+        if (study_dir / name).is_file():
+            shutil.copy2(study_dir / name, to / name)
+            written.append(to / name)
+    return written
+
+
 def read_json(path: str | Path) -> dict[str, Any]:
     """A JSON file heartlab wrote (study.json, ablation.json, test metrics)."""
     return json.loads(Path(path).read_text())

@@ -97,9 +97,17 @@ KEYS = ["FocalLoss.gamma", "ResNet1D.channels", "torch.optim.AdamW.lr"]
 def test_study_with_asha_end_to_end(ptb_files, tmp_path):
     config = study_config(tmp_path, ptb_files, ASHA_SECTION)
     storage = tmp_path / "studies"
-    done = hypertune(str(config), "--storage", str(storage), "--name", "asha")
+    done = hypertune(str(config), "--storage", str(storage), "--name", "asha", "--export", str(tmp_path / "results"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     study = storage / "asha"
+
+    # study.json says where the study came from; --export copied the compact files (no checkpoints)
+    record = json.loads((study / "study.json").read_text())
+    assert record["command"].startswith("hypertune.py ") and "--name asha" in record["command"]
+    assert record["cpu_count"] >= 1 and record["wall_seconds"] > 0 and record["finished"] >= record["started"]
+    assert record["heartlab_commit"] is None or len(record["heartlab_commit"]) >= 40
+    exported = sorted(p.name for p in (tmp_path / "results" / "asha").iterdir())
+    assert exported == ["best.gin", "best_test_metrics.json", "history.parquet", "study.json", "trials.parquet"]
 
     # The ranked table on the console, then the summary.
     assert "rank  trial" in done.stdout and "4 trials in" in done.stdout
@@ -165,6 +173,20 @@ def test_study_with_asha_end_to_end(ptb_files, tmp_path):
     (run,) = list((runs / "ptb_resnet1d").iterdir())
     assert (run / "best.pt").is_file()
     assert operative_values(run / "config.gin", KEYS) == {key: best[key] for key in KEYS}
+
+    # `heartlab retrain`: the top 2 trials again with 2 seeds each, each evaluated once on test
+    retrained = subprocess.run(
+        [sys.executable, "-m", "heartlab.cli", "retrain", str(study), "--top", "2", "--seeds", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert retrained.returncode == 0, retrained.stderr[-3000:]
+    top = pl.read_parquet(study / "top_seeds.parquet")
+    assert top.height == 4 and sorted(zip(top["rank"], top["seed"])) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert top.filter(pl.col("rank") == 1)["FocalLoss.gamma"].to_list() == [best["FocalLoss.gamma"]] * 2
+    assert top["test/recall_macro"].is_between(0, 1).all() and "mean ± std" in retrained.stdout
+    first = top.filter((pl.col("rank") == 1) & (pl.col("seed") == 0)).row(0, named=True)
+    written = json.loads((study / "top_seeds" / first["run_dir"] / "test_metrics.json").read_text())
+    assert first["test/recall_macro"] == written["test/recall_macro"]
 
 
 KILL_SECTION = """

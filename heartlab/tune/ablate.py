@@ -27,6 +27,7 @@ from heartlab.ablation import AblationSettings, Variant, check_keys, current_val
 from heartlab.config import ConfigText, bound, flatten_config, parse_text, resolve_include
 from heartlab.errors import HeartlabError
 from heartlab.files import write_atomic, write_json_atomic, write_text_atomic
+from heartlab.provenance import add_session, provenance
 from heartlab.search import SearchSpace, binding_lines, parse_space
 from heartlab.tune.cli import DEFAULT_STORAGE
 from heartlab.tune.prepare import TrialSpec, check_searched_fit_values, dry_run, study_location
@@ -74,6 +75,7 @@ class Ablation:
             "parameters": self.parameters,
             "base_values": self.base_values,
             "expected_trials": self.expected_trials,
+            **provenance(),
         }
 
 
@@ -275,7 +277,10 @@ def finish_ablation(ablation: Ablation, grid, wall: float, resume: str) -> int:
     from heartlab.tune.report import error_message
 
     finished = grid.num_terminated + grid.num_errors
-    if finished < len(grid) or len(grid) < ablation.expected_trials:
+    complete = finished == len(grid) and len(grid) >= ablation.expected_trials
+    plan_file = ablation.path / results.ABLATION_FILE
+    write_json_atomic(plan_file, add_session(results.read_json(plan_file), wall, complete))
+    if not complete:
         print(f"\nablation interrupted: {finished} of {ablation.expected_trials} trials finished. Continue it with:\n  {resume}", file=sys.stderr)
         return 130
     by_id = {v.id: v for v in ablation.variants}

@@ -6,6 +6,7 @@ import argparse
 
 from heartlab import checks
 from heartlab.errors import HeartlabError
+from heartlab.files import check_output_dir
 
 DEFAULT_STORAGE = "ray_results"  # where studies go, relative to the current directory
 
@@ -35,6 +36,11 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cpus-per-trial", type=float, default=None, metavar="K", help="CPUs per trial (default: search.cpus_per_trial)")
     parser.add_argument(
+        "--export", default=None, metavar="DIR",
+        help="when finished, copy the compact results (study.json, trials.parquet, history.parquet, best.gin, "
+        "best_test_metrics.json; or the ablation's files) into DIR/<name>/, e.g. --export results",
+    )
+    parser.add_argument(
         "--ablate", action="store_true",
         help="CONFIG is an ablation file (ablation.base, ablation.rows, ablation.seeds): run every variant x seed "
         "(= heartlab ablate); writes ablation.parquet and ablation.md",
@@ -46,6 +52,22 @@ def run_from_args(args: argparse.Namespace) -> int:
     checks.whole("--num-samples", args.num_samples, 1, optional=True)
     if args.cpus_per_trial is not None:
         checks.number("--cpus-per-trial", args.cpus_per_trial, 0, 1024, low_open=True)
+    if args.export is not None:
+        check_output_dir(args.export, "--export")
+    code = run_study_or_ablation(args)
+    if code == 0 and args.export is not None:
+        from pathlib import Path
+
+        from heartlab import results
+        from heartlab.tune.prepare import study_location
+
+        name, path = study_location(args.config, args.name, args.storage)
+        written = results.export(path, Path(args.export) / name)
+        print(f"exported {', '.join(p.name for p in written)} to {Path(args.export) / name}")
+    return code
+
+
+def run_study_or_ablation(args: argparse.Namespace) -> int:
     if args.ablate:
         if args.num_samples is not None:
             raise HeartlabError("--num-samples does not apply to an ablation: it runs every variant x ablation.seeds")

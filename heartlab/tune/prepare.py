@@ -17,6 +17,7 @@ from heartlab import results
 from heartlab.config import ConfigText, bound, flatten_config, parse_text
 from heartlab.errors import HeartlabError
 from heartlab.files import check_output_dir, check_plain_name
+from heartlab.provenance import provenance
 from heartlab.search import SearchSettings, SearchSpace, binding_lines, parse_space
 from heartlab.tune.cli import DEFAULT_STORAGE
 
@@ -65,6 +66,7 @@ class Study:
             "max_epochs": self.max_epochs,
             "num_threads": self.num_threads,
             "expected_trials": self.expected_trials,
+            **provenance(),
         }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from heartlab import results
 from heartlab.files import write_atomic, write_json_atomic, write_text_atomic
+from heartlab.provenance import add_session
 from heartlab.search import binding_lines, to_python
 from heartlab.tune.prepare import Study
 
@@ -22,7 +23,10 @@ def finish(study: Study, data, grid, wall: float, resume: str) -> int:
     (nothing written, exit code 130, ``resume`` = the command that continues it)."""
     settings = study.settings
     finished = grid.num_terminated + grid.num_errors
-    if finished < len(grid) or len(grid) < study.expected_trials:
+    complete = finished == len(grid) and len(grid) >= study.expected_trials
+    study_file = study.path / results.STUDY_FILE
+    write_json_atomic(study_file, add_session(results.read_json(study_file), wall, complete))
+    if not complete:
         print(
             f"\nstudy interrupted: {finished} of {study.expected_trials} trials finished. Continue it with:\n  {resume}",
             file=sys.stderr,

@@ -1,0 +1,135 @@
+"""``heartlab retrain STUDY_DIR``: the top configurations of a finished study trained again with several
+seeds, each evaluated once on the test split, so that a study's headline is more than one lucky seed.
+
+For each of the ``--top`` best trials (by the study's metric on validation) and each seed 0 .. ``--seeds``
+- 1, the study config plus the trial's sampled values plus ``fit.seed = <seed>`` is trained by
+``train.fit`` into ``<STUDY_DIR>/top_seeds/rank<k>_<trial>_seed<s>/`` (a finished run is kept, so an
+interrupted retrain continues where it stopped). The validation split is the study's (``load_splits.seed``
+stays). Writes ``<STUDY_DIR>/top_seeds.parquet``: one row per run with the trial's values, the best
+epoch's validation metrics (``val/...``) and the test metrics (``test/...``); prints mean ± std per rank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from heartlab import results, runs
+from heartlab.errors import HeartlabError
+
+TOP_SEEDS = "top_seeds.parquet"
+TOP_SEEDS_DIR = "top_seeds"
+
+
+def trial_values(trial_dir: Path, param_names: dict[str, str]) -> dict[str, Any]:
+    """A trial's sampled values (gin key -> value) from Ray's ``params.json`` in its directory."""
+    from heartlab.search import to_python
+
+    path = trial_dir / "params.json"
+    if not path.is_file():
+        raise HeartlabError(f"{trial_dir}: no params.json (not a trial directory of this study)")
+    params = json.loads(path.read_text())
+    return {param_names[name]: to_python(value) for name, value in params.items() if name in param_names}
+
+
+def retrain_top(study_dir: str | Path, top: int = 3, seeds: int = 3):
+    """Retrain the ``top`` best trials of the study at ``study_dir`` with ``seeds`` seeds each; returns the
+    ``top_seeds.parquet`` frame (also written)."""
+    import polars as pl
+
+    from heartlab import checks, train
+    from heartlab.config import ConfigText, parse_text
+    from heartlab.data import load_splits
+    from heartlab.files import write_atomic
+    from heartlab.search import binding_lines
+
+    checks.whole("--top", top, 1)
+    checks.whole("--seeds", seeds, 1)
+    study_dir = Path(study_dir)
+    try:
+        trials = results.read_trials(study_dir)
+    except FileNotFoundError as exc:
+        raise HeartlabError(str(exc)) from None
+    settings = results.read_study_settings(study_dir)
+    param_names = settings["param_names"]
+    study_config = ConfigText.of((study_dir / results.STUDY_CONFIG).read_text(), str(study_dir / results.STUDY_CONFIG))
+    ranked = trials.filter(pl.col("rank").is_not_null()).sort("rank").head(top)
+    if ranked.height == 0:
+        raise HeartlabError(f"{study_dir}: no ranked trial to retrain")
+    parse_text(study_config)
+    data = load_splits()
+    rows = []
+    for trial in ranked.iter_rows(named=True):
+        values = trial_values(study_dir / trial["trial_dir"], param_names)
+        for seed in range(seeds):
+            run_dir = study_dir / TOP_SEEDS_DIR / f"rank{trial['rank']}_{trial['trial_dir']}_seed{seed}"
+            if not (run_dir / runs.TEST_METRICS).is_file():
+                parse_text(study_config.plus([*binding_lines(values), f"fit.seed = {seed}"], "retrain"))
+                run_dir.mkdir(parents=True, exist_ok=True)
+                train.fit(data=data, run_dir=run_dir, evaluate_test=True)
+            rows.append(run_row(run_dir, trial, values, seed))
+    frame = pl.DataFrame(rows, infer_schema_length=None)
+    write_atomic(study_dir / TOP_SEEDS, frame.write_parquet)
+    return frame
+
+
+def run_row(run_dir: Path, trial: dict[str, Any], values: dict[str, Any], seed: int) -> dict[str, Any]:
+    """One row of ``top_seeds.parquet`` from a finished run directory."""
+    from heartlab.search import gin_literal
+
+    test = json.loads((run_dir / runs.TEST_METRICS).read_text())
+    state = runs.load_checkpoint(run_dir)
+    row: dict[str, Any] = {"rank": trial["rank"], "trial_id": trial["trial_id"], "seed": seed, "run_dir": run_dir.name}
+    row.update({key: gin_literal(value) if not isinstance(value, (int, float, str, bool)) else value for key, value in values.items()})
+    row["best_epoch"] = int(state["epoch"])
+    row.update({name: float(value) for name, value in state["metrics"].items() if name.startswith("val/")})
+    row.update({name: float(value) for name, value in test.items() if name.startswith("test/") and isinstance(value, (int, float))})
+    return row
+
+
+def summary_metrics(frame) -> list[str]:
+    """The test metrics a summary shows: the binary operating point's, or macro recall, accuracy,
+    macro F1 and per-class recall."""
+    if "test/op/precision" in frame.columns:
+        wanted = ["test/op/recall", "test/op/precision", "test/average_precision", "test/auroc", "test/recall_macro"]
+    else:
+        wanted = ["test/recall_macro", "test/accuracy", "test/f1_macro", *sorted(c for c in frame.columns if c.startswith("test/recall/"))]
+    return [name for name in wanted if name in frame.columns]
+
+
+def format_summary(frame) -> str:
+    """Mean ± std over seeds per rank (in %), one line per rank."""
+    names = summary_metrics(frame)
+    lines = ["rank  trial       seeds  " + "  ".join(f"{n.removeprefix('test/'):>18}" for n in names)]
+    for (rank, trial_id), group in frame.group_by(["rank", "trial_id"], maintain_order=True):
+        cells = []
+        for name in names:
+            mean, std = group[name].mean() * 100, (group[name].std() or 0.0) * 100
+            cells.append(f"{mean:>10.2f} ± {std:5.2f}")
+        lines.append(f"{rank:>4}  {trial_id:<10}  {group.height:>5}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def retrain_command(args: argparse.Namespace) -> int:
+    frame = retrain_top(args.study_dir, args.top, args.seeds)
+    print(f"\ntest metrics of the top {args.top} trials of {args.study_dir}, {args.seeds} seeds each (mean ± std, %):")
+    print(format_summary(frame))
+    print(f"wrote {Path(args.study_dir) / TOP_SEEDS}")
+    if args.export is not None:
+        written = results.export(args.study_dir, args.export)
+        print(f"exported {', '.join(p.name for p in written)} to {args.export}")
+    return 0
+
+
+def add_retrain_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "retrain", help="train a finished study's top trials again with several seeds; test metrics as mean ± std",
+        description=__doc__.split("\n\n")[0].replace("``", ""),
+    )
+    parser.add_argument("study_dir", metavar="STUDY_DIR", help="a finished study, e.g. ray_results/arrhythmia_resnet1d")
+    parser.add_argument("--top", type=int, default=3, help="how many of the best trials (default 3)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per trial: fit.seed = 0 .. N-1 (default 3)")
+    parser.add_argument("--export", default=None, metavar="DIR", help="then copy the study's compact results into DIR")
+    parser.set_defaults(handler=retrain_command)

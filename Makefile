@@ -1,6 +1,7 @@
 # make test   - set up .venv on a fresh machine (CPU torch first), lint, and run the test suite
 # make test-fast - the same without the slow end-to-end tests (training, Ray studies)
 # make lint   - ruff over the package, scripts and tests (settings in pyproject.toml)
+# make summary - summary/summary.pdf (2 pages) from the results folders: heartlab report
 # make quickstart - set up .venv and run the main job end to end: a short hypertuning study on the
 #                   beat files in data/, or on generated SYNTHETIC demo beats when data/ has none
 VENV ?= .venv
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 # With internet and no local wheel: make TORCH_INSTALL="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 TORCH_INSTALL ?= torch==2.13.0
 
-.PHONY: setup lint test test-fast quickstart clean
+.PHONY: setup lint test test-fast quickstart summary clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,9 @@ test-fast: lint
 
 quickstart: setup
 	$(VENV)/bin/heartlab quickstart
+
+summary: setup
+	$(VENV)/bin/heartlab report
 
 clean:
 	rm -rf $(VENV) .pytest_cache

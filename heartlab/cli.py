@@ -1,4 +1,4 @@
-"""The ``heartlab`` command: ``train``, ``tune``, ``ablate``, ``retrain``, ``predict``, ``quickstart``, ``data`` and
+"""The ``heartlab`` command: ``train``, ``tune``, ``ablate``, ``retrain``, ``predict``, ``report``, ``quickstart``, ``data`` and
 ``models`` subcommands."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from heartlab.errors import HeartlabError, report
 from heartlab.models_cli import add_models_parser
 from heartlab.predict import add_predict_parser
 from heartlab.quickstart import add_quickstart_parser
+from heartlab.report import add_report_parser
 from heartlab.retrain import add_retrain_parser
 from heartlab.tune import add_tune_arguments, run_from_args
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(subparsers)
     add_predict_parser(subparsers)
     add_retrain_parser(subparsers)
+    add_report_parser(subparsers)
     return parser
 
 

@@ -344,6 +344,11 @@ class Splits:
     def classes(self) -> tuple[str, ...]:
         return self.dataset.classes
 
+    def summary(self) -> dict[str, object]:
+        """Plain values for a results file: the dataset, its classes and the beats per class of each split."""
+        counts = {name: getattr(self, name).class_counts(self.dataset.num_classes).tolist() for name in ("train", "valid", "test")}
+        return {"dataset": self.dataset.name, "classes": list(self.classes), **counts, "synthetic": self.synthetic}
+
     def describe(self) -> str:
         def counts(split: Split) -> str:
             per_class = "/".join(str(c) for c in split.class_counts(self.dataset.num_classes).tolist())

@@ -246,17 +246,17 @@ def ablation_summary(frame: pl.DataFrame, metrics: list[str]) -> pl.DataFrame:
     return order.join(done.group_by("variant", maintain_order=True).agg(aggregations), on="variant", how="left")
 
 
-def ablation_markdown(frame: pl.DataFrame, plan: dict[str, Any]) -> str:
-    """The Table-3-style table of an ablation as Markdown: the base row with its values of every changed
-    key, then each row's variants with only their changed cells filled (blank = as base); parameters,
-    training minutes and each reported metric as mean ± std over seeds (ratios in %)."""
+def ablation_table(frame: pl.DataFrame, plan: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The Table-3-style table of an ablation as text cells: ``(header, rows)``. The base row shows its
+    value of every changed key; each row's variants show only their changed cells (blank = as base), then
+    parameters, training minutes, each reported metric as mean ± std over seeds (ratios in %) and the
+    number of seeds with a result."""
     metrics = list(plan["settings"]["report"])
     summary = {row["variant"]: row for row in ablation_summary(frame, metrics).iter_rows(named=True)}
     keys = list(dict.fromkeys(key for v in plan["variants"] for key in v["values"]))
     base_values = plan.get("base_values", {})
-    short = {key: key.rpartition("/")[2] for key in keys}
-    header = ["", *[short[k] for k in keys], "params", "train min", *[_metric_header(m) for m in metrics], "seeds"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    header = ["", *[key.rpartition("/")[2] for key in keys], "params", "train min", *[_metric_header(m) for m in metrics], "seeds"]
+    rows = []
     previous_row = None
     for variant in plan["variants"]:
         stats = summary.get(variant["id"], {})
@@ -266,13 +266,19 @@ def ablation_markdown(frame: pl.DataFrame, plan: dict[str, Any]) -> str:
             name = f"({variant['row']})" if variant["row"] != previous_row else ""
             cells = [_cell(variant["values"][k]) if k in variant["values"] else "" for k in keys]
         previous_row = variant["row"]
-        values = [_mean_std(stats.get(f"{m}/mean"), stats.get(f"{m}/std"), m) for m in metrics]
-        parameters = stats.get("parameters")
-        minutes = stats.get("minutes")
-        lines.append("| " + " | ".join([
+        parameters, minutes = stats.get("parameters"), stats.get("minutes")
+        rows.append([
             name, *cells, f"{parameters:,}" if parameters is not None else "-", f"{minutes:.2f}" if minutes is not None else "-",
-            *values, str(stats.get("n") or 0),
-        ]) + " |")
+            *[_mean_std(stats.get(f"{m}/mean"), stats.get(f"{m}/std"), m) for m in metrics], str(stats.get("n") or 0),
+        ])
+    return header, rows
+
+
+def ablation_markdown(frame: pl.DataFrame, plan: dict[str, Any]) -> str:
+    """:func:`ablation_table` as a Markdown table."""
+    header, rows = ablation_table(frame, plan)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -50,6 +50,7 @@ class Ablation:
     parameters: dict[str, int]  # variant id -> model parameters
     base_values: dict[str, str]  # every changed key's value in the base, as gin text
     bindings: tuple[str, ...] = ()
+    data: dict[str, Any] | None = None  # heartlab.data.Splits.summary() of the ablation's data
 
     @property
     def path(self) -> Path:
@@ -74,6 +75,7 @@ class Ablation:
             "num_threads": self.num_threads,
             "parameters": self.parameters,
             "base_values": self.base_values,
+            "data": self.data,
             "expected_trials": self.expected_trials,
             **provenance(),
         }
@@ -157,7 +159,7 @@ def prepare_ablation(
     ablation = Ablation(
         config_path=config_path.resolve(), name=name, storage=path.parent, settings=settings, variants=planned,
         study_config=study_config, metric=metric, mode=mode, report=report, num_threads=max(1, int(round(cpus))),
-        parameters=parameters, base_values=base_values, bindings=tuple(bindings),
+        parameters=parameters, base_values=base_values, bindings=tuple(bindings), data=data.summary(),
     )
     return ablation, data
 
@@ -196,7 +198,7 @@ def prepare_resume(config: str | Path, *, name: str | None, storage: str | Path)
         config_path=Path(stored["config"]), name=name, storage=path.parent, settings=settings, variants=planned,
         study_config=study_config, metric=stored["metric"], mode=stored["mode"], report=tuple(settings.report),
         num_threads=int(stored["num_threads"]), parameters={k: int(v) for k, v in stored["parameters"].items()},
-        base_values=stored.get("base_values", {}), bindings=tuple(stored.get("bindings", [])),
+        base_values=stored.get("base_values", {}), data=stored.get("data"), bindings=tuple(stored.get("bindings", [])),
     )
     return ablation, data
 

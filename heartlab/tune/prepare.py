@@ -7,7 +7,7 @@ Nothing here writes a file or starts Ray: a study that fails here leaves no trac
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class Study:
     num_threads: int
     expected_trials: int
     bindings: tuple[str, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)  # heartlab.data.Splits.summary() of the study's data
 
     @property
     def path(self) -> Path:
@@ -66,6 +67,7 @@ class Study:
             "max_epochs": self.max_epochs,
             "num_threads": self.num_threads,
             "expected_trials": self.expected_trials,
+            "data": self.data,
             **provenance(),
         }
 
@@ -160,6 +162,7 @@ def prepare_study(
         num_threads=max(1, int(round(settings.cpus_per_trial))),
         expected_trials=settings.num_samples * grid_points,
         bindings=tuple(bindings),
+        data=data.summary(),
     )
     return study, data
 
@@ -222,6 +225,7 @@ def prepare_resume(config: str | Path, *, name: str | None, storage: str | Path,
         num_threads=int(stored["num_threads"]),
         expected_trials=int(stored["expected_trials"]),
         bindings=tuple(stored.get("bindings", [])),
+        data=stored.get("data", {}),
     )
     return study, data
 

@@ -1,0 +1,98 @@
+"""`heartlab report`: the summary PDF from results files (synthetic results folders here): at most two
+pages, every table number equal to the results files', one error and nothing written when it cannot be."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from heartlab import cli, report, results
+from heartlab.errors import HeartlabError
+
+CLASSES = ["N", "S", "V", "F", "Q"]
+DATA = {"dataset": "arrhythmia", "classes": CLASSES, "train": [58000, 1780, 4630, 510, 5140],
+        "valid": [14500, 445, 1160, 130, 1290], "test": [18118, 556, 1448, 162, 1608], "synthetic": False}
+
+
+def write_study(folder: Path, name: str, recalls: list[float]) -> Path:
+    study = folder / name
+    study.mkdir(parents=True)
+    record = {"settings": {"metric": "val/recall_macro_floor"}, "data": DATA, "wall_seconds": 1800.0,
+              "heartlab_commit": "0123456789abcdef0123456789abcdef01234567", "command": "hypertune.py x"}
+    (study / results.STUDY_FILE).write_text(json.dumps(record))
+    rows = [{"trial_id": f"t{i}", "trial_dir": f"trial_t{i}", "status": "completed" if i < 3 else "stopped", "error": None,
+             "ResNet1D.channels": 32, "score": 0.9 - i / 100, "best_epoch": 3, "epochs": 5, "time_s": 60.0, "fit_s": 50.0}
+            for i in range(5)]
+    results.trials_frame(rows, ["ResNet1D.channels"], "max").write_parquet(study / results.TRIALS_FILE)
+    (study / results.BEST_CONFIG).write_text("fit.model = @ResNet1D\n")
+    best = {"classes": CLASSES, "test/recall_macro": recalls[0], "test/accuracy": 0.98, "test/f1_macro": 0.9,
+            **{f"test/recall/{c}": 0.95 for c in CLASSES}}
+    (study / results.BEST_TEST_METRICS).write_text(json.dumps(best))
+    seeds = pl.DataFrame({"rank": [1, 1, 1, 2], "trial_id": ["t0"] * 3 + ["t1"], "seed": [0, 1, 2, 0],
+                          "test/recall_macro": [*recalls, 0.5], "test/accuracy": [0.98, 0.985, 0.99, 0.5],
+                          "test/f1_macro": [0.9, 0.91, 0.92, 0.5], **{f"test/recall/{c}": [0.9, 0.92, 0.94, 0.5] for c in CLASSES[1:]}})
+    seeds.write_parquet(study / "top_seeds.parquet")
+    return study
+
+
+def write_ablation(folder: Path, name: str) -> tuple[Path, pl.DataFrame]:
+    ablation = folder / name
+    ablation.mkdir(parents=True)
+    plan = {"settings": {"report": ["val/recall_macro", "val/accuracy"], "seeds": 3},
+            "variants": [{"id": "base", "row": "", "values": {}, "label": "base"},
+                         {"id": "A1", "row": "A", "values": {"ResNet1D.channels": 16}, "label": "ResNet1D.channels = 16"},
+                         {"id": "B1", "row": "B", "values": {"WeightedCrossEntropy.weighting": "none"}, "label": "weighting none"}],
+            "base_values": {"ResNet1D.channels": "32", "WeightedCrossEntropy.weighting": "log"}, "data": DATA}
+    (ablation / results.ABLATION_FILE).write_text(json.dumps(plan))
+    rows = []
+    for variant, values in {"base": [0.95, 0.96, 0.97], "A1": [0.93, 0.935, 0.94], "B1": [0.80, 0.90, 0.85]}.items():
+        for seed, value in enumerate(values):
+            rows.append({"variant": variant, "row": "" if variant == "base" else variant[0], "label": variant, "seed": seed,
+                         "parameters": 1000, "status": "completed", "fit_s": 120.0, "best/val/recall_macro": value,
+                         "best/val/accuracy": 0.98})
+    frame = results.ablation_frame(rows, ["base", "A1", "B1"])
+    frame.write_parquet(ablation / results.ABLATION_TRIALS)
+    return ablation, frame
+
+
+def test_report_builds_two_pages_from_the_results_files(tmp_path):
+    folder = tmp_path / "results"
+    write_study(folder, "arrhythmia_resnet1d", [0.95, 0.96, 0.97])
+    _, frame = write_ablation(folder, "arrhythmia_ablation")
+    out = tmp_path / "summary"
+    assert cli.main(["report", "--results", str(folder), "--out", str(out)]) == 0
+    pdf, source = out / "summary.pdf", (out / "summary.typ").read_text()
+    assert pdf.read_bytes().startswith(b"%PDF") and report.page_count(source, out) <= 2
+
+    # the study row: mean ± std over the top trial's seeds, as top_seeds.parquet holds them
+    assert '"96.00 ± 1.00"' in source  # test/recall_macro of rank 1: 0.95, 0.96, 0.97
+    assert '"5 (2)"' in source and '"30"' in source  # trials (stopped), wall minutes
+    # the ablation table: every mean ± std equals the parquet's
+    for variant, group in frame.group_by("variant"):
+        values = group["best/val/recall_macro"].to_list()
+        assert f'"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"' in source, variant
+    assert '"(A)", "16", ""' in source and '"base", "32", "log"' in source
+    # what mattered: the largest change first
+    mattered = source[source.index("== What mattered"):]
+    assert mattered.index("weighting none") < mattered.index("ResNet1D.channels = 16")
+
+
+def test_report_refuses_more_than_two_pages_and_writes_nothing(tmp_path):
+    folder = tmp_path / "results"
+    for i in range(12):
+        write_ablation(folder, f"arrhythmia_ablation_{i:02d}")
+    out = tmp_path / "summary"
+    with pytest.raises(HeartlabError, match="pages, at most 2 allowed"):
+        report.build(folder, out)
+    assert not out.exists()
+
+
+def test_report_without_results_is_one_error(tmp_path):
+    assert cli.main(["report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "s")]) == 2
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HeartlabError, match="holds no finished study or ablation"):
+        report.build(tmp_path / "empty", tmp_path / "s")

@@ -171,6 +171,19 @@ def threshold_metrics(probabilities: torch.Tensor, target: torch.Tensor, thresho
     return out
 
 
+def pr_curve(probabilities: torch.Tensor, target: torch.Tensor, points: int = 200) -> dict[str, list[float]]:
+    """The precision-recall curve of P(abnormal) as plain lists (``precision``, ``recall``, ``threshold``),
+    thinned to at most ``points`` thresholds evenly spread over the curve's length, ends kept: small enough
+    for a results file, enough to draw it."""
+    from torchmetrics.functional.classification import binary_precision_recall_curve
+
+    probabilities, target = _binary_inputs(probabilities, target)
+    precision, recall, thresholds = binary_precision_recall_curve(probabilities, target, validate_args=False)
+    precision, recall = precision[:-1], recall[:-1]  # the last point (recall 0, precision 1) has no threshold
+    keep = torch.linspace(0, thresholds.numel() - 1, min(points, thresholds.numel())).round().long().unique()
+    return {"precision": precision[keep].tolist(), "recall": recall[keep].tolist(), "threshold": thresholds[keep].tolist()}
+
+
 # ---- multi-class: any abnormal beat, logit adjustment -----------------------------------------------
 
 

@@ -30,7 +30,7 @@ FIGURES = "figures"
 FIGURE_CAPTIONS = {
     "per_class_recall": "Validation and test recall per class of each study's best model, both MIT-BIH protocols.",
     "importance": "Which hyperparameters mattered: fANOVA-style variance share of the study metric over the trials.",
-    "pr_curve_ptb": "PTB: precision-recall curve of the best model on validation; the dot is the operating point.",
+    "pr_curve_ptb": "PTB: precision-recall curve of the best model on the test split; the dot is the threshold chosen on validation.",
     "learning_curves": "Validation metric per epoch of every trial: kept (ran to the end) and stopped by ASHA.",
 }
 PROTOCOLS = {

@@ -483,7 +483,7 @@ def evaluate_test_split(
 
     ``test/...`` are :func:`heartlab.operating_point.decision_metrics`: argmax's values, and those of the
     operating point ``point`` (stored as ``operating_point``) when it is not argmax, whose confusion counts
-    are ``confusion_matrix_op``."""
+    are ``confusion_matrix_op``; a binary dataset adds its precision-recall curve (``pr_curve``)."""
     logits = predict(net, data.test, batch_size, bf16)
     point = point or op.OperatingPoint()
     with torch.inference_mode():
@@ -493,6 +493,8 @@ def evaluate_test_split(
     result.update({"classes": list(data.classes), "confusion_matrix": matrix.tolist(), "operating_point": point.to_dict()})
     if point.kind != "argmax":
         result["confusion_matrix_op"] = metrics.counts_matrix(point.apply(logits), data.test.y, len(data.classes)).tolist()
+    if len(data.classes) == 2:
+        result["pr_curve"] = op.pr_curve(op.abnormal_probability(logits), data.test.y)
     if data.test.record is not None and len(data.test.records) > 1:
         preds = logits.argmax(dim=-1)
         result["ci95"] = metrics.record_bootstrap(preds, data.test.y, data.test.record, data.classes, "test")

@@ -397,3 +397,18 @@ def test_choose_operating_point():
     assert point.kind == "logit_adjustment" and point.class_counts == tuple(counts)
     assert point.value == values["val/logit_adjustment"] > 0
     assert decision_metrics(logits, target, FIVE, "val", point)["val/op/recall_macro"] == values["val/recall_macro"]
+
+
+def test_pr_curve_is_thinned_and_matches_threshold_metrics():
+    from heartlab.operating_point import pr_curve
+
+    generator = torch.Generator().manual_seed(7)
+    target = (torch.rand(1000, generator=generator) < 0.4).long()
+    probabilities = (torch.rand(1000, generator=generator) * 0.7 + 0.3 * target).clamp(0, 1)
+    curve = pr_curve(probabilities, target, points=50)
+    assert len(curve["precision"]) == len(curve["recall"]) == len(curve["threshold"]) <= 50
+    assert curve["threshold"] == sorted(curve["threshold"])
+    for threshold, precision, recall in list(zip(curve["threshold"], curve["precision"], curve["recall"]))[::10]:
+        values = threshold_metrics(probabilities, target, threshold, "x")
+        assert values["x/op/recall"] == pytest.approx(recall, abs=1e-5)
+        assert values["x/op/precision"] == pytest.approx(precision, abs=1e-5)

@@ -160,3 +160,23 @@ def test_manual_exploration_is_committed_executed():
     assert all(cell.execution_count for cell in code)
     assert not any(output.output_type == "error" for cell in code for output in cell.outputs)
     assert MANUAL.stat().st_size < 2_000_000
+
+
+RESULTS_NOTEBOOK = ROOT / "notebooks" / "03_hypertune_results.ipynb"
+
+
+def test_hypertune_results_runs_on_the_committed_results(tmp_path):
+    """Notebook 03 reads results/ with polars only and writes its figures (PNG and SVG) where told."""
+    figures = tmp_path / "figures"
+    parameters = {"RESULTS": str(ROOT / "results"), "FIGURES": str(figures)}
+    committed = RESULTS_NOTEBOOK.read_bytes()
+    executed = run(with_parameters(nbformat.reads(committed, as_version=4), **parameters), tmp_path, RESULTS_NOTEBOOK.name)
+    assert RESULTS_NOTEBOOK.read_bytes() == committed
+    assert not any(o.output_type == "error" for c in executed.cells for o in c.get("outputs", []))
+    studies = [p for p in (ROOT / "results").iterdir() if (p / "trials.parquet").is_file()]
+    assert f"{len(studies)} studies" in "\n".join(text_outputs(executed))
+    written = {p.name for p in figures.iterdir()}
+    assert {"per_class_recall.png", "per_class_recall.svg"} <= written  # the committed MIT-BIH studies have test metrics
+    assert all(p.stat().st_size > 1000 for p in figures.iterdir())
+    source = "\n".join(c.source for c in executed.cells if c.cell_type == "code")
+    assert "import ray" not in source and "import torch" not in source  # polars only

@@ -215,9 +215,7 @@ def run_ablation(
 ) -> int:
     """Run or resume an ablation; 0 when every variant has a result, 1 when one has none, 130 when
     interrupted (continue it with the printed ``--resume`` command)."""
-    import os
-
-    from heartlab.tune.runner import RAY_ENV, start_ray, stop_ray
+    from heartlab.tune.runner import ray_session
 
     if resume:
         ablation, data = prepare_resume(config, name=name, storage=storage)
@@ -226,10 +224,7 @@ def run_ablation(
         if ablation.path.exists():
             raise HeartlabError(f"{ablation.path} already exists: continue that ablation with --resume, or pick another --name")
     print(f"ablation {ablation.name}: {len(ablation.variants)} variants x {ablation.settings.seeds} seeds = {ablation.expected_trials} trials")
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
-    start_ray(address)
-    try:
+    with ray_session(address):
         if not resume:
             ablation.path.mkdir(parents=True, exist_ok=True)
             write_text_atomic(ablation.path / results.ABLATION_CONFIG, ablation.study_config.text)
@@ -237,8 +232,6 @@ def run_ablation(
         started = time.perf_counter()
         grid = tuner(ablation, data, resume).fit()
         return finish_ablation(ablation, grid, time.perf_counter() - started, resume_command(ablation, address))
-    finally:
-        stop_ray()
 
 
 def tuner(ablation: Ablation, data, resume: bool):

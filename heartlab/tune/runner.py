@@ -5,8 +5,10 @@ How a study uses Ray Tune 2.60 is explained in the README ("How a study uses Ray
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from heartlab import results
@@ -56,16 +58,24 @@ def run_study(
         if study.path.exists():
             raise HeartlabError(f"{study.path} already exists: continue that study with --resume, or pick another --name")
 
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
-    start_ray(address)
-    try:
+    with ray_session(address):
         if not resume:
             write_study_files(study)
             write_study_experiment(study.path, study.space, metric_names(data.classes))
         started = time.perf_counter()
         grid = tuner(study, data, resume).fit()
         return finish(study, data, grid, time.perf_counter() - started, resume_command(study, address))
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Ray for one study or ablation: :data:`RAY_ENV` set (where not set already), Ray started or joined,
+    and shut down afterwards whatever happens."""
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    start_ray(address)
+    try:
+        yield
     finally:
         stop_ray()
 

@@ -1,0 +1,33 @@
+"""scripts/research_queue.py plans each study's remaining steps: start, resume, retrain and export."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from helpers import ROOT
+
+spec = importlib.util.spec_from_file_location("research_queue", ROOT / "scripts" / "research_queue.py")
+queue = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(queue)
+
+
+def test_steps_start_resume_or_only_retrain(tmp_path, monkeypatch):
+    monkeypatch.setattr(queue, "RESULTS", tmp_path / "results")
+    storage = tmp_path / "store"
+    fresh = queue.steps("ptb_resnet1d", "configs/ptb_resnet1d.gin", storage)
+    assert [c[1] for c in fresh] == ["hypertune.py", "-m"] and "--resume" not in fresh[0]
+    (storage / "ptb_resnet1d").mkdir(parents=True)
+    (storage / "ptb_resnet1d" / "study.json").write_text(json.dumps({"started": "x"}))
+    assert "--resume" in queue.steps("ptb_resnet1d", "configs/ptb_resnet1d.gin", storage)[0]
+    (storage / "ptb_resnet1d" / "study.json").write_text(json.dumps({"started": "x", "finished": "y"}))
+    (only,) = queue.steps("ptb_resnet1d", "configs/ptb_resnet1d.gin", storage)
+    assert only[3:5] == ["retrain", str(storage / "ptb_resnet1d")] and only[-1] == str(tmp_path / "results" / "ptb_resnet1d")
+    (tmp_path / "results" / "ptb_resnet1d").mkdir(parents=True)
+    (tmp_path / "results" / "ptb_resnet1d" / "top_seeds.parquet").write_bytes(b"")
+    assert queue.steps("ptb_resnet1d", "configs/ptb_resnet1d.gin", storage) == []
+
+
+def test_every_study_config_exists():
+    for config in queue.STUDIES.values():
+        assert (ROOT / config).is_file(), config

@@ -46,7 +46,10 @@ from heartlab.errors import HeartlabError
 KINDS = ("argmax", "threshold", "logit_adjustment")
 DEFAULT_TARGET_RECALL = 0.99  # operating_point.target_recall's default
 ABNORMAL = 1  # binary datasets: class 1 is the abnormal class (PTB: ('normal', 'abnormal'))
-STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # logit-adjustment strengths tried on validation
+# logit-adjustment strengths tried on validation: > 0 moves decisions toward the rare classes; < 0 toward
+# the frequent ones, which undoes the push of class-balanced sampling or inverse class weights (-1 puts the
+# full training prior back)
+STRENGTHS = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 SELECTION_METRIC = "f2_macro"  # what picks the logit-adjustment strength (see choose_logit_adjustment)
 
 
@@ -256,7 +259,8 @@ def choose_logit_adjustment(
         logits: ``(n, C)`` of the validation beats.
         target: their labels ``(n,)``.
         class_counts: beats per class in the training split (the prior; never validation counts).
-        strengths: the strengths tried (each >= 0).
+        strengths: the strengths tried (finite numbers; negative ones move decisions toward the frequent
+            classes).
         metric: what picks the strength: the name of a :func:`heartlab.metrics.compute_metrics` value
             without the split (``'f2_macro'``, the default; ``'recall_macro'``; ``'recall/S'``; or
             ``'any_abnormal/recall'``), maximised (but an ``fpr/<class>``, minimised); or a callable
@@ -268,7 +272,7 @@ def choose_logit_adjustment(
         split: the split name of the returned metrics.
 
     Returns:
-        ``(strength, metrics)``: on a tie the smaller strength (the smaller change); ``metrics`` are
+        ``(strength, metrics)``: on a tie the strength nearest 0 (the smallest change); ``metrics`` are
         :func:`heartlab.metrics.compute_metrics` of the adjusted logits, ``<split>/any_abnormal/recall``
         and ``/precision``, and ``<split>/logit_adjustment`` (the strength).
     """
@@ -277,9 +281,9 @@ def choose_logit_adjustment(
     classes = classes or tuple(str(i) for i in range(logits.shape[-1]))
     if len(classes) != logits.shape[-1]:
         raise HeartlabError(f"{len(classes)} class names for logits of {logits.shape[-1]} classes")
-    tried = sorted({float(s) for s in strengths})
-    if not tried or not all(math.isfinite(s) and s >= 0 for s in tried):
-        raise HeartlabError(f"operating_point.strengths must be numbers >= 0 (at least one), got {list(strengths)}")
+    tried = sorted({float(s) for s in strengths}, key=lambda s: (abs(s), s))  # the smallest change first
+    if not tried or not all(math.isfinite(s) for s in tried):
+        raise HeartlabError(f"operating_point.strengths must be finite numbers (at least one), got {list(strengths)}")
     _log_prior(class_counts, logits.shape[-1])  # checked once, before the loop
     if not callable(metric):
         name = selection_name(metric, classes, split)
@@ -308,7 +312,7 @@ class OperatingPoint:
         kind: ``'argmax'``, ``'threshold'`` (binary: abnormal iff P(abnormal) >= ``value``) or
             ``'logit_adjustment'`` (argmax of ``logits - value * log(prior)``, the prior from
             ``class_counts``).
-        value: the threshold (in [0, 1]) or the strength (>= 0); ``None`` for argmax.
+        value: the threshold (in [0, 1]) or the strength (any finite number); ``None`` for argmax.
         class_counts: the training split's beats per class, for logit adjustment only.
     """
 
@@ -338,8 +342,8 @@ class OperatingPoint:
             if self.class_counts is not None:
                 raise HeartlabError("a threshold operating point takes no class_counts")
         else:
-            if self.value is None or self.value < 0:
-                raise HeartlabError(f"a logit_adjustment operating point needs a strength >= 0, got {self.value!r}")
+            if self.value is None:
+                raise HeartlabError("a logit_adjustment operating point needs a strength")
             if self.class_counts is None or len(self.class_counts) < 2 or min(self.class_counts) <= 0:
                 raise HeartlabError(
                     "a logit_adjustment operating point needs the training split's class_counts (all positive), "
@@ -446,7 +450,10 @@ def operating_point(
             (:func:`choose_threshold`). ``None`` keeps argmax.
         logit_adjustment: multi-class datasets: choose a logit-adjustment strength on validation
             (:func:`choose_logit_adjustment`); ``False`` (default) keeps argmax.
-        strengths: the strengths (>= 0) tried when ``logit_adjustment`` is on; 0 (no change) should be one.
+        strengths: the strengths tried when ``logit_adjustment`` is on; 0 (no change) should be one.
+            Positive ones favour the rare classes (for a model trained without class balancing); negative
+            ones favour the frequent ones (for a model trained with balanced sampling or inverse weights,
+            whose decisions flag too many beats: -1 restores the training prior).
         selection_metric: the validation metric, without ``val/``, that picks the strength: ``'f2_macro'``
             (default: recall first without rewarding false alarms without end), ``'recall_macro'``,
             ``'recall/<class>'``, ``'any_abnormal/recall'``, ...
@@ -459,8 +466,8 @@ def operating_point(
         target_recall = float(target_recall)
     checks.boolean("operating_point.logit_adjustment", logit_adjustment)
     values = tuple(strengths) if isinstance(strengths, (list, tuple)) else ()
-    if not values or not all(checks.is_number(s) and s >= 0 for s in values):
-        raise HeartlabError(f"operating_point.strengths must be a list of numbers >= 0 (at least one), got {strengths!r}")
+    if not values or not all(checks.is_number(s) and math.isfinite(s) for s in values):
+        raise HeartlabError(f"operating_point.strengths must be a list of finite numbers (at least one), got {strengths!r}")
     if not isinstance(selection_metric, str) or not selection_metric:
         raise HeartlabError(f"operating_point.selection_metric must be a metric name such as 'f2_macro', got {selection_metric!r}")
     return OperatingPointSettings(target_recall, logit_adjustment, tuple(float(s) for s in values), selection_metric)

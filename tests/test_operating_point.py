@@ -253,11 +253,13 @@ def test_choose_logit_adjustment_direction(metric, best):
 
 def test_choose_logit_adjustment_with_a_callable_and_ties():
     logits, target, counts = skewed_validation()
-    # fewest beats called abnormal: no adjustment at all
-    strength, _ = choose_logit_adjustment(logits, target, counts, metric=lambda p, t: -float((p != 0).sum()))
+    # fewest beats called abnormal: no adjustment among non-negative strengths, the most negative otherwise
+    strength, _ = choose_logit_adjustment(logits, target, counts, (0.0, 0.5, 1.0), metric=lambda p, t: -float((p != 0).sum()))
     assert strength == 0.0
-    strength, _ = choose_logit_adjustment(logits, target, counts, (2.0, 1.0, 0.5), metric=lambda p, t: 1.0)
-    assert strength == 0.5  # every strength ties: the smallest change
+    strength, _ = choose_logit_adjustment(logits, target, counts, metric=lambda p, t: -float((p != 0).sum()))
+    assert strength < 0
+    strength, _ = choose_logit_adjustment(logits, target, counts, (2.0, 1.0, 0.5, -0.25), metric=lambda p, t: 1.0)
+    assert strength == -0.25  # every strength ties: the smallest change
     with pytest.raises(HeartlabError, match="selection_metric 'recall/X'"):
         choose_logit_adjustment(logits, target, counts, metric="recall/X", classes=FIVE)
     with pytest.raises(HeartlabError, match="strengths"):
@@ -307,7 +309,7 @@ def test_operating_point_apply():
         {"kind": "threshold", "value": 1.5},
         {"kind": "threshold", "value": 0.5, "class_counts": [1, 2]},
         {"kind": "logit_adjustment", "value": 1.0},
-        {"kind": "logit_adjustment", "value": -1.0, "class_counts": [1, 2]},
+        {"kind": "logit_adjustment", "value": None, "class_counts": [1, 2]},
         {"kind": "logit_adjustment", "value": 1.0, "class_counts": [1, 0]},
         {"kind": "argmax", "value": 0.5},
         {"kind": "argmax", "extra": 1},
@@ -362,7 +364,7 @@ def test_operating_point_settings_from_gin():
         ("operating_point.target_recall = 0.0", "operating_point.target_recall"),
         ("operating_point.target_recall = 1.01", "operating_point.target_recall"),
         ("operating_point.logit_adjustment = 1", "operating_point.logit_adjustment"),
-        ("operating_point.strengths = (0, -1)", "operating_point.strengths"),
+        ("operating_point.strengths = (0, 'strong')", "operating_point.strengths"),
         ("operating_point.strengths = ()", "operating_point.strengths"),
     ],
 )
@@ -412,3 +414,16 @@ def test_pr_curve_is_thinned_and_matches_threshold_metrics():
         values = threshold_metrics(probabilities, target, threshold, "x")
         assert values["x/op/recall"] == pytest.approx(recall, abs=1e-5)
         assert values["x/op/precision"] == pytest.approx(precision, abs=1e-5)
+
+
+def test_a_negative_strength_restores_accuracy_of_an_over_flagging_model():
+    """Logits of a model that learned a uniform prior (as class-balanced sampling teaches) call too many
+    beats rare; strength -1 puts the training prior back and raises accuracy."""
+    generator = torch.Generator().manual_seed(3)
+    counts = torch.tensor([900, 50, 50])
+    target = torch.multinomial(counts.float(), 3000, replacement=True, generator=generator)
+    logits = torch.nn.functional.one_hot(target, 3).float() * 1.0 + torch.randn(3000, 3, generator=generator)
+    accuracy = {s: float((logit_adjustment(logits, counts, s).argmax(-1) == target).float().mean()) for s in (-1.0, 0.0)}
+    assert accuracy[-1.0] > accuracy[0.0] + 0.05
+    strength, _ = choose_logit_adjustment(logits, target, counts, metric="accuracy", classes=("N", "S", "V"))
+    assert strength < 0

@@ -26,9 +26,14 @@ TOP, SEEDS = 3, 3
 
 # name -> experiment config; the order is the order they run in
 STUDIES = {
-    "arrhythmia_resnet1d": "configs/arrhythmia_resnet1d.gin",
     "ptb_resnet1d": "configs/ptb_resnet1d.gin",
+    "arrhythmia_resnet1d": "configs/arrhythmia_resnet1d.gin",
+    "arrhythmia_cnn2d_plus": "configs/arrhythmia_cnn2d_plus.gin",
     "arrhythmia_interpatient_resnet1d": "configs/arrhythmia_interpatient_resnet1d.gin",
+    "arrhythmia_interpatient_cnn2d_plus": "configs/arrhythmia_interpatient_cnn2d_plus.gin",
+    "ptb_cnn2d_plus": "configs/ptb_cnn2d_plus.gin",
+    "ptb_cnn2d": "configs/ptb_cnn2d.gin",  # the baselines, with the same budget as the families
+    "ptb_transformer": "configs/ptb_transformer.gin",
 }
 
 

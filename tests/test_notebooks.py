@@ -149,7 +149,7 @@ def test_manual_exploration_runs_on_small_files(tmp_path):
     choices = pl.read_csv(tmp_path / "out" / "choices.csv")
     assert choices.columns == ["setting", "start at", "search range", "evidence"] and choices.height >= 6
     joined = "\n".join(text_outputs(executed))
-    assert "targets met with the chosen decision" in joined
+    assert "targets met on validation" in joined
 
 
 def test_manual_exploration_is_committed_executed():

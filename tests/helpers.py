@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from heartlab.cli import main
 
@@ -67,3 +69,16 @@ def tiny_cnn2d_config(tmp_path: Path, make_beats, experiment: str, *lines: str) 
         ]) + "\n"
     )
     return config
+
+
+class HostSyncCounter(TorchDispatchMode):
+    """Counts aten._local_scalar_dense: what .item(), float(t), bool(t) and `if t:` on a tensor run."""
+
+    def __init__(self):
+        super().__init__()
+        self.syncs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.syncs += 1
+        return func(*args, **(kwargs or {}))

@@ -8,7 +8,6 @@ import math
 import gin
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from heartlab.augment import (
     Augment,
@@ -22,6 +21,7 @@ from heartlab.augment import (
 )
 from heartlab.data import BEAT_LENGTH
 from heartlab.errors import HeartlabError
+from helpers import HostSyncCounter
 
 KINDS = ("stretch", "amplitude", "wander", "noise")
 STRONG = {"stretch": 0.3, "amplitude": 1.0, "wander": 0.3, "noise": 0.2}  # strengths that change beats a lot
@@ -44,19 +44,6 @@ def only(kind: str, probability: float = 1.0, **settings) -> Augment:
 
 def rows_changed(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a != b).any(dim=-1)
-
-
-class HostSyncCounter(TorchDispatchMode):
-    """Counts aten._local_scalar_dense: what .item(), float(t), bool(t) and `if t:` on a tensor run."""
-
-    def __init__(self):
-        super().__init__()
-        self.syncs = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.syncs += 1
-        return func(*args, **(kwargs or {}))
 
 
 def test_effective_lengths_and_mask():

@@ -7,26 +7,13 @@ from pathlib import Path
 import gin
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from heartlab import train
 from heartlab.config import load_config
 from heartlab.data import Split
 from heartlab.losses import FocalLoss, WeightedCrossEntropy
 from heartlab.models import CNN2D, ResNet1D, Transformer1D
-
-
-class HostSyncCounter(TorchDispatchMode):
-    """Counts aten._local_scalar_dense: what .item(), float(t), bool(t) and `if t:` on a tensor run."""
-
-    def __init__(self):
-        super().__init__()
-        self.syncs = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.syncs += 1
-        return func(*args, **(kwargs or {}))
+from helpers import HostSyncCounter
 
 
 def test_counter_sees_item_calls():

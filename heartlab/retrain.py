@@ -7,6 +7,10 @@ For each of the ``--top`` best trials (by the study's metric on validation) and 
 interrupted retrain continues where it stopped). The validation split is the study's (``load_splits.seed``
 stays). Writes ``<STUDY_DIR>/top_seeds.parquet``: one row per run with the trial's values, the best
 epoch's validation metrics (``val/...``) and the test metrics (``test/...``); prints mean ± std per rank.
+
+The runs are independent: ``--jobs`` of them train side by side in worker processes (default: as many as
+the study ran trials side by side on this machine, i.e. CPUs // ``search.cpus_per_trial``), each with
+CPUs // jobs torch threads. A run's result does not depend on which other runs share the machine.
 """
 
 from __future__ import annotations
@@ -34,12 +38,35 @@ def trial_values(trial_dir: Path, param_names: dict[str, str]) -> dict[str, Any]
     return {param_names[name]: to_python(value) for name, value in params.items() if name in param_names}
 
 
-def retrain_top(study_dir: str | Path, top: int = 3, seeds: int = 3):
-    """Retrain the ``top`` best trials of the study at ``study_dir`` with ``seeds`` seeds each; returns the
-    ``top_seeds.parquet`` frame (also written)."""
+def default_jobs(settings: dict[str, Any]) -> int:
+    """Runs side by side: as many as the study's trials on this machine (CPUs // search.cpus_per_trial)."""
+    import os
+
+    per_trial = float(settings.get("settings", {}).get("cpus_per_trial") or 1)
+    return max(1, int((os.cpu_count() or 1) // max(per_trial, 1)))
+
+
+def train_run(config: tuple[str, str], bindings: list[str], run_dir: str, threads: int) -> str:
+    """One retrain run in a worker process: the study config plus ``bindings``, ``threads`` torch threads,
+    trained by ``train.fit`` into ``run_dir`` and evaluated once on test."""
+    from heartlab import train
+    from heartlab.config import ConfigText, parse_text
+
+    parse_text(ConfigText.of(*config).plus([*bindings, f"fit.num_threads = {threads}"], "retrain"))
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    train.fit(run_dir=run_dir, evaluate_test=True)
+    return run_dir
+
+
+def retrain_top(study_dir: str | Path, top: int = 3, seeds: int = 3, jobs: int | None = None):
+    """Retrain the ``top`` best trials of the study at ``study_dir`` with ``seeds`` seeds each, ``jobs`` runs
+    side by side (``None``: :func:`default_jobs`); returns the ``top_seeds.parquet`` frame (also written)."""
+    import multiprocessing
+    import os
+
     import polars as pl
 
-    from heartlab import checks, train
+    from heartlab import checks
     from heartlab.config import ConfigText, parse_text
     from heartlab.data import load_splits
     from heartlab.files import write_atomic
@@ -47,6 +74,7 @@ def retrain_top(study_dir: str | Path, top: int = 3, seeds: int = 3):
 
     checks.whole("--top", top, 1)
     checks.whole("--seeds", seeds, 1)
+    checks.whole("--jobs", jobs, 1, optional=True)
     study_dir = Path(study_dir)
     try:
         trials = results.read_trials(study_dir)
@@ -59,17 +87,23 @@ def retrain_top(study_dir: str | Path, top: int = 3, seeds: int = 3):
     if ranked.height == 0:
         raise HeartlabError(f"{study_dir}: no ranked trial to retrain")
     parse_text(study_config)
-    data = load_splits()
-    rows = []
+    load_splits()  # the data files are there and hold every class, before any run starts
+    planned, pending = [], []
     for trial in ranked.iter_rows(named=True):
         values = trial_values(study_dir / trial["trial_dir"], param_names)
         for seed in range(seeds):
             run_dir = study_dir / TOP_SEEDS_DIR / f"rank{trial['rank']}_{trial['trial_dir']}_seed{seed}"
+            planned.append((run_dir, trial, values, seed))
             if not (run_dir / runs.TEST_METRICS).is_file():
-                parse_text(study_config.plus([*binding_lines(values), f"fit.seed = {seed}"], "retrain"))
-                run_dir.mkdir(parents=True, exist_ok=True)
-                train.fit(data=data, run_dir=run_dir, evaluate_test=True)
-            rows.append(run_row(run_dir, trial, values, seed))
+                pending.append((run_dir, [*binding_lines(values), f"fit.seed = {seed}"]))
+    jobs = min(jobs or default_jobs(settings), max(len(pending), 1))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    config = (study_config.text, str(study_dir / results.STUDY_CONFIG))
+    if pending:
+        with multiprocessing.get_context("spawn").Pool(jobs, maxtasksperchild=1) as pool:
+            for done in pool.starmap(train_run, [(config, bindings, str(run_dir), threads) for run_dir, bindings in pending], chunksize=1):
+                print(f"retrained {done}", flush=True)
+    rows = [run_row(run_dir, trial, values, seed) for run_dir, trial, values, seed in planned]
     frame = pl.DataFrame(rows, infer_schema_length=None)
     write_atomic(study_dir / TOP_SEEDS, frame.write_parquet)
     return frame
@@ -113,7 +147,7 @@ def format_summary(frame) -> str:
 
 
 def retrain_command(args: argparse.Namespace) -> int:
-    frame = retrain_top(args.study_dir, args.top, args.seeds)
+    frame = retrain_top(args.study_dir, args.top, args.seeds, args.jobs)
     print(f"\ntest metrics of the top {args.top} trials of {args.study_dir}, {args.seeds} seeds each (mean ± std, %):")
     print(format_summary(frame))
     print(f"wrote {Path(args.study_dir) / TOP_SEEDS}")
@@ -131,5 +165,9 @@ def add_retrain_parser(subparsers) -> None:
     parser.add_argument("study_dir", metavar="STUDY_DIR", help="a finished study, e.g. ray_results/arrhythmia_resnet1d")
     parser.add_argument("--top", type=int, default=3, help="how many of the best trials (default 3)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per trial: fit.seed = 0 .. N-1 (default 3)")
+    parser.add_argument(
+        "--jobs", type=int, default=None, metavar="J",
+        help="runs side by side, each with CPUs // J torch threads (default: CPUs // the study's search.cpus_per_trial)",
+    )
     parser.add_argument("--export", default=None, metavar="DIR", help="then copy the study's compact results into DIR")
     parser.set_defaults(handler=retrain_command)

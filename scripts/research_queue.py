@@ -1,14 +1,16 @@
-"""Run the research studies one after the other, each resumable, and export their compact results.
+"""Run the research studies and ablations one after the other, each resumable, and export their compact results.
 
-    python scripts/research_queue.py                      # every study, in order
+    python scripts/research_queue.py                      # every study and ablation, in order
     python scripts/research_queue.py ptb_resnet1d         # only these
     python scripts/research_queue.py --list               # what each step runs, and what is done
 
 For each study: ``hypertune.py CONFIG`` (or ``--resume`` when its folder exists and it has not finished),
 then ``heartlab retrain`` of its top trials with 3 seeds, then the compact files are exported to
-``results/<name>/``. A study whose ``results/<name>/top_seeds.parquet`` exists is skipped. Stop it at any
-time (Ctrl-C or a kill) and run it again: every step continues where it stopped. Commands are printed
-before they run; each is what the README lists for that study.
+``results/<name>/``. A study whose ``results/<name>/top_seeds.parquet`` exists is skipped. An ablation
+(``configs/ablation/<study>.gin``, whose base is ``results/<study>/best.gin``) runs with ``heartlab ablate``
+once its study is exported, and is exported to ``results/<study>_ablation/``; one whose
+``ablation.parquet`` is there is skipped. Stop it at any time (Ctrl-C or a kill) and run it again: every
+step continues where it stopped. Commands are printed before they run; each is what the README lists.
 """
 
 from __future__ import annotations
@@ -35,10 +37,14 @@ STUDIES = {
     "ptb_cnn2d": "configs/ptb_cnn2d.gin",  # the baselines, with the same budget as the families
     "ptb_transformer": "configs/ptb_transformer.gin",
 }
+# ablation name -> (ablation config, the study whose best.gin it starts from)
+ABLATIONS = {
+    "ptb_resnet1d_ablation": ("configs/ablation/ptb_resnet1d.gin", "ptb_resnet1d"),
+}
 
 
-def finished(study_dir: Path) -> bool:
-    record = study_dir / "study.json"
+def finished(folder: Path, record_name: str) -> bool:
+    record = folder / record_name
     return record.is_file() and "finished" in json.loads(record.read_text())
 
 
@@ -55,7 +61,7 @@ def steps(name: str, config: str, storage: Path) -> list[list[str]]:
     if (RESULTS / name / "top_seeds.parquet").is_file():
         return []
     commands = []
-    if not finished(study_dir):
+    if not finished(study_dir, "study.json"):
         resume = ["--resume"] if study_dir.is_dir() else []
         commands.append([sys.executable, "hypertune.py", config, "--name", name, "--storage", str(storage), *resume])
     commands.append([
@@ -65,17 +71,32 @@ def steps(name: str, config: str, storage: Path) -> list[list[str]]:
     return commands
 
 
+def ablation_steps(name: str, config: str, study: str, storage: Path) -> list[list[str]]:
+    """The command still to run for one ablation (none when it is exported or its study is not yet)."""
+    if (RESULTS / name / "ablation.parquet").is_file() or not (RESULTS / study / "best.gin").is_file():
+        return []
+    resume = ["--resume"] if (storage / name).is_dir() else []
+    return [[sys.executable, "hypertune.py", config, "--ablate", "--name", name, "--storage", str(storage), *resume, "--export", str(RESULTS)]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", help=f"studies to run (default: all of {', '.join(STUDIES)})")
+    parser.add_argument("names", nargs="*", help=f"studies and ablations to run (default: all of {', '.join([*STUDIES, *ABLATIONS])})")
     parser.add_argument("--storage", type=Path, default=STORAGE, help=f"where the studies live (default {STORAGE})")
     parser.add_argument("--list", action="store_true", help="print each study's remaining commands and stop")
     args = parser.parse_args(argv)
-    unknown = [n for n in args.names if n not in STUDIES]
+    unknown = [n for n in args.names if n not in STUDIES and n not in ABLATIONS]
     if unknown:
-        parser.error(f"unknown studies: {', '.join(unknown)} (known: {', '.join(STUDIES)})")
-    for name in args.names or STUDIES:
-        commands = steps(name, STUDIES[name], args.storage)
+        parser.error(f"unknown studies or ablations: {', '.join(unknown)} (known: {', '.join([*STUDIES, *ABLATIONS])})")
+    for name in args.names or [*STUDIES, *ABLATIONS]:
+        if name in STUDIES:
+            commands = steps(name, STUDIES[name], args.storage)
+        else:
+            config, study = ABLATIONS[name]
+            commands = ablation_steps(name, config, study, args.storage)
+            if not commands and not (RESULTS / study / "best.gin").is_file():
+                print(f"{name}: waits for the study {study} (results/{study}/best.gin)")
+                continue
         if args.list:
             print(f"{name}: " + ("done" if not commands else "\n  " + "\n  ".join(" ".join(c) for c in commands)))
             continue

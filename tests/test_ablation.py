@@ -73,14 +73,18 @@ def test_missing_base_and_bad_seeds(tmp_path):
 
 def test_a_ready_ablation_lists_variants_parameters_and_base_values(ptb_files, tmp_path):
     config = ablation_file(
-        tmp_path, "{'A': {'CNN2D.hidden': [8, 32]}, 'B': {'fit.loss': ['@FocalLoss']}}",
+        tmp_path,
+        "{'A': {'CNN2D.hidden': [8, 32]}, 'B': {'fit.loss': ['@FocalLoss']}, 'C': {'Augment.noise_probability': [0.5]}, "
+        "'D': {'operating_point.target_recall': [0.95]}}",  # C, D: read by fit, not by what the model builds
         f"load_splits.train_file = '{ptb_files[0]}'", f"load_splits.test_file = '{ptb_files[1]}'", "ablation.epochs = 3",
     )
     ablation, _ = prepare_ablation(config, storage=tmp_path / "store")
-    assert [v.id for v in ablation.variants] == ["base", "A1", "A2", "B1"] and ablation.expected_trials == 8
+    assert [v.id for v in ablation.variants] == ["base", "A1", "A2", "B1", "C1", "D1"] and ablation.expected_trials == 12
     assert ablation.parameters["A1"] < ablation.parameters["base"] < ablation.parameters["A2"]
     assert ablation.parameters["B1"] == ablation.parameters["base"]
-    assert ablation.base_values == {"CNN2D.hidden": "16", "fit.loss": "@WeightedCrossEntropy"}
+    assert ablation.base_values == {
+        "CNN2D.hidden": "16", "fit.loss": "@WeightedCrossEntropy", "Augment.noise_probability": "0.0", "operating_point.target_recall": "0.99",
+    }
     assert ablation.metric == "val/op/precision"  # the base's fit.monitor (configs/data/ptb.gin)
     assert "fit.epochs = 3" in ablation.study_config.text
     assert not (tmp_path / "store").exists()

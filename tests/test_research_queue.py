@@ -31,3 +31,26 @@ def test_steps_start_resume_or_only_retrain(tmp_path, monkeypatch):
 def test_every_study_config_exists():
     for config in queue.STUDIES.values():
         assert (ROOT / config).is_file(), config
+
+
+def test_ablation_waits_for_its_study_then_starts_resumes_or_is_done(tmp_path, monkeypatch):
+    monkeypatch.setattr(queue, "RESULTS", tmp_path / "results")
+    storage = tmp_path / "store"
+    config, study = queue.ABLATIONS["ptb_resnet1d_ablation"]
+    assert queue.ablation_steps("ptb_resnet1d_ablation", config, study, storage) == []  # no best.gin yet
+    (tmp_path / "results" / study).mkdir(parents=True)
+    (tmp_path / "results" / study / "best.gin").write_text("fit.epochs = 1\n")
+    (start,) = queue.ablation_steps("ptb_resnet1d_ablation", config, study, storage)
+    assert start[1:4] == ["hypertune.py", config, "--ablate"] and "--resume" not in start
+    assert start[-2:] == ["--export", str(tmp_path / "results")]
+    (storage / "ptb_resnet1d_ablation").mkdir(parents=True)
+    assert "--resume" in queue.ablation_steps("ptb_resnet1d_ablation", config, study, storage)[0]
+    (tmp_path / "results" / "ptb_resnet1d_ablation").mkdir()
+    (tmp_path / "results" / "ptb_resnet1d_ablation" / "ablation.parquet").write_bytes(b"")
+    assert queue.ablation_steps("ptb_resnet1d_ablation", config, study, storage) == []
+
+
+def test_every_ablation_config_exists_and_names_its_study():
+    for config, study in queue.ABLATIONS.values():
+        assert study in queue.STUDIES
+        assert f"results/{study}/best.gin" in (ROOT / config).read_text()

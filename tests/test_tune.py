@@ -174,9 +174,9 @@ def test_study_with_asha_end_to_end(ptb_files, tmp_path):
     assert (run / "best.pt").is_file()
     assert operative_values(run / "config.gin", KEYS) == {key: best[key] for key in KEYS}
 
-    # `heartlab retrain`: the top 2 trials again with 2 seeds each, each evaluated once on test
+    # `heartlab retrain`: the top 2 trials again with 2 seeds each, each evaluated once on test, 2 side by side
     retrained = subprocess.run(
-        [sys.executable, "-m", "heartlab.cli", "retrain", str(study), "--top", "2", "--seeds", "2"],
+        [sys.executable, "-m", "heartlab.cli", "retrain", str(study), "--top", "2", "--seeds", "2", "--jobs", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
     )
     assert retrained.returncode == 0, retrained.stderr[-3000:]
@@ -187,6 +187,14 @@ def test_study_with_asha_end_to_end(ptb_files, tmp_path):
     first = top.filter((pl.col("rank") == 1) & (pl.col("seed") == 0)).row(0, named=True)
     written = json.loads((study / "top_seeds" / first["run_dir"] / "test_metrics.json").read_text())
     assert first["test/recall_macro"] == written["test/recall_macro"]
+    assert retrained.stdout.count("retrained ") == 4
+    # again: every run is finished, so nothing trains and the table is the same
+    again = subprocess.run(
+        [sys.executable, "-m", "heartlab.cli", "retrain", str(study), "--top", "2", "--seeds", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert again.returncode == 0 and "retrained " not in again.stdout, again.stderr[-3000:]
+    assert pl.read_parquet(study / "top_seeds.parquet").equals(top)
 
 
 KILL_SECTION = """

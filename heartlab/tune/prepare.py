@@ -231,7 +231,8 @@ def prepare_resume(config: str | Path, *, name: str | None, storage: str | Path,
 
 
 def dry_run(study_config: ConfigText, space: SearchSpace, data) -> dict[str, Any]:
-    """Build model, loss and optimizer for one point of the space and push two beats through the model.
+    """Build model, loss, optimizer and the training options (augmentation, operating point) for one point of
+    the space and push two beats through the model.
 
     The point is :meth:`SearchSpace.first_point` (first options, lower bounds): found without importing
     Ray, which the runner imports while Ray starts.
@@ -253,6 +254,7 @@ def dry_run(study_config: ConfigText, space: SearchSpace, data) -> dict[str, Any
     try:
         model_fn, loss_fn, optimizer_fn = train.bound("model"), train.bound("loss"), train.bound("optimizer")
         model, loss, _ = train.build(model_fn, loss_fn, optimizer_fn, data.train.class_counts(num_classes).tolist())
+        train.training_options(tuple(data.classes))  # augmentation, operating point, selection: read by fit
         train.check_inputs(model, data)
         model.eval()
         with torch.no_grad():

@@ -1,11 +1,11 @@
-"""Beat files: schema check, loading into tensors, the stratified train/validation split, model views.
+"""Beat files: schema check, loading into tensors, the train/validation split, model views.
 
 A beat file is a parquet table with one row per heartbeat: 187 float columns named ``"0"`` .. ``"186"``
 (the beat sampled at 125 Hz, normalised to [0, 1], zero-padded) and a ``target`` column holding the class
 index (float or int). Beat files that heartlab builds from the MIT-BIH records also carry each beat's
-provenance and its R-R intervals (:data:`PROVENANCE_COLUMNS`, :data:`RR_COLUMNS`); they are optional, and
-training reads them only where asked (validation by record, models with ``rr_features``). Other columns,
-such as a stray pandas ``__index_level_0__``, are ignored.
+provenance and its R-R intervals (:mod:`heartlab.beat_context`); they are optional, and training reads
+them only where asked (validation by record, models with ``rr_features``). Other columns, such as a stray
+pandas ``__index_level_0__``, are ignored. The train/validation split itself is :mod:`heartlab.splitting`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ import torch
 from loguru import logger
 
 from heartlab import checks
+from heartlab.beat_context import RECORD_COLUMN, BeatContext, read_context
 from heartlab.errors import BeatFileError
 from heartlab.files import write_atomic
+from heartlab.splitting import record_split, stratified_split
 
 BEAT_LENGTH = 187  # samples per beat (1.5 s at 125 Hz)
 PADDED_LENGTH = 192  # BEAT_LENGTH zero-padded so that it reshapes to 16 x 12
@@ -32,13 +34,6 @@ GRID_SHAPE = (16, 12)  # the 2D view: rows x columns of the padded beat, row-maj
 SIGNAL_COLUMNS = tuple(str(i) for i in range(BEAT_LENGTH))
 TARGET_COLUMN = "target"
 METADATA_PREFIX = "heartlab."  # prefix of heartlab's parquet key-value metadata (e.g. heartlab.synthetic)
-RECORD_COLUMN = "record"  # the recording (one patient) a beat comes from, e.g. '101' (text)
-R_PEAK_COLUMN = "r_peak"  # sample index of the beat's R-peak annotation in its record (at the record's rate)
-PROVENANCE_COLUMNS = (RECORD_COLUMN, R_PEAK_COLUMN)
-# R-R intervals in seconds, after de Chazal et al. (2004): to the previous beat, to the next beat, and the
-# mean R-R interval of the beats within 5 s either side (local rhythm) and within 150 s either side (the
-# patient's average rhythm over 5 minutes).
-RR_COLUMNS = ("rr_pre", "rr_post", "rr_local", "rr_average")
 VALID_SPLITS = ("stratified", "records")
 
 
@@ -178,7 +173,8 @@ def write_beats(
     path: str | Path, signals: np.ndarray, labels: np.ndarray, columns: Mapping[str, np.ndarray] | None = None
 ) -> Path:
     """Write beats in the schema :func:`read_beats` expects (``target`` as float, like the course files),
-    plus optional per-beat ``columns`` (e.g. :data:`RECORD_COLUMN`, :data:`RR_COLUMNS`), one value per beat.
+    plus optional per-beat ``columns`` (e.g. :data:`heartlab.beat_context.RECORD_COLUMN`,
+    :data:`heartlab.beat_context.RR_COLUMNS`), one value per beat.
 
     The file is written beside its destination and renamed into place, so a failure leaves nothing
     half-written.
@@ -203,79 +199,6 @@ def write_beats(
     return path
 
 
-@dataclass(frozen=True)
-class BeatContext:
-    """The optional per-beat columns of a beat file: ``record`` (text ids, ``None`` when absent) and the
-    R-R intervals ``rr`` (float32 ``(n, 4)``: :data:`RR_COLUMNS`, seconds; ``None`` when absent)."""
-
-    record: np.ndarray | None = None
-    rr: np.ndarray | None = None
-
-
-def read_context(path: str | Path, n: int) -> BeatContext:
-    """Read and check the optional :data:`RECORD_COLUMN` and :data:`RR_COLUMNS` of a beat file of ``n`` rows
-    (already checked by :func:`read_beats`).
-
-    Raises:
-        BeatFileError: only some of the R-R columns present, or values that are missing, not numbers, or
-            not positive.
-    """
-    schema = pl.read_parquet_schema(path)
-    present = [c for c in RR_COLUMNS if c in schema]
-    if present and len(present) != len(RR_COLUMNS):
-        missing = [c for c in RR_COLUMNS if c not in schema]
-        raise BeatFileError(
-            f"{path}: has R-R column(s) {', '.join(present)} but not {', '.join(missing)}; a file holds all of "
-            f"{', '.join(RR_COLUMNS)} (seconds) or none (rebuild it with `heartlab data mitbih`)"
-        )
-    wanted = [c for c in (RECORD_COLUMN, *present) if c in schema]
-    if not wanted:
-        return BeatContext()
-    frame = pl.read_parquet(path, columns=wanted)
-    assert frame.height == n
-    record = None
-    if RECORD_COLUMN in frame.columns:
-        column = frame.get_column(RECORD_COLUMN)
-        if column.null_count():
-            raise BeatFileError(f"{path}: {column.null_count()} missing value(s) in column {RECORD_COLUMN!r}")
-        record = column.cast(pl.Utf8).to_numpy().astype(str)
-    rr = None
-    if present:
-        for name in present:
-            if not schema[name].is_numeric():
-                raise BeatFileError(f"{path}: column {name!r} has type {schema[name]}, expected seconds as a number")
-        rr = frame.select(present).to_numpy().astype(np.float32)
-        bad = ~(np.isfinite(rr) & (rr > 0)).all(axis=1)
-        if bad.any():
-            raise BeatFileError(
-                f"{path}: {bad.sum()} row(s) hold R-R intervals that are missing, not finite or not positive "
-                f"(first: row {np.flatnonzero(bad)[0]}); R-R intervals are durations in seconds"
-            )
-    return BeatContext(record, rr)
-
-
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split row indices into ``(keep, held_out)``, holding out ``fraction`` of every class.
-
-    Each class contributes ``round(fraction * n_class)`` rows to the held-out part (at least one when the
-    class has two rows or more and ``fraction > 0``), chosen by a generator seeded with ``seed``. Both index
-    arrays are sorted, so the split depends only on the labels, the fraction and the seed.
-    """
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"split fraction must be in [0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    held_out = []
-    for cls in np.unique(labels):
-        rows = np.flatnonzero(labels == cls)
-        count = int(round(fraction * rows.size))
-        if fraction > 0 and rows.size >= 2:
-            count = min(max(count, 1), rows.size - 1)
-        held_out.append(rng.permutation(rows)[:count])
-    held = np.sort(np.concatenate(held_out)) if held_out else np.empty(0, dtype=np.int64)
-    keep = np.setdiff1d(np.arange(labels.size), held, assume_unique=True)
-    return keep, held
-
-
 @dataclass
 class Split:
     """One split in memory: ``x`` float32 ``(n, 187)``, ``y`` int64 ``(n,)``; optionally the record of each
@@ -288,7 +211,7 @@ class Split:
 
     @classmethod
     def of(cls, x: np.ndarray, y: np.ndarray, context: BeatContext) -> Split:
-        """A split from :func:`read_beats` arrays and the file's :func:`read_context`."""
+        """A split from :func:`read_beats` arrays and the file's :func:`heartlab.beat_context.read_context`."""
         rr = None if context.rr is None else torch.from_numpy(context.rr)
         return cls(torch.from_numpy(x), torch.from_numpy(y), context.record, rr)
 
@@ -433,53 +356,6 @@ def load_splits(
                 f"hold every class: add beats of it or change load_splits.valid_fraction ({valid_fraction:g})"
             )
     return splits
-
-
-RECORD_SPLIT_DRAWS = 4096  # random record subsets scored by load_splits(valid_split='records')
-
-
-def record_split(
-    records: np.ndarray, labels: np.ndarray, fraction: float, seed: int, classes: tuple[str, ...], path: str | Path
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split row indices into ``(keep, held_out)`` by whole records.
-
-    ``round(fraction x records)`` records (at least one, and one fewer than all) are held out: among
-    :data:`RECORD_SPLIT_DRAWS` subsets drawn by a generator seeded with ``seed``, the one where both parts
-    hold every class and the held-out share of each class is closest to ``fraction`` (least squares over
-    the classes, each class weighing the same). Both index arrays are sorted.
-
-    Raises:
-        BeatFileError: fewer than two records, or no draw where both parts hold every class.
-    """
-    names, per_beat = np.unique(records, return_inverse=True)
-    if names.size < 2:
-        raise BeatFileError(
-            f"{path}: load_splits.valid_split = 'records' needs beats of two records or more, the file holds "
-            f"{names.size}"
-        )
-    num_classes = len(classes)
-    counts = np.zeros((names.size, num_classes), dtype=np.int64)
-    np.add.at(counts, (per_beat, labels), 1)
-    totals = counts.sum(axis=0)
-    size = min(max(int(round(fraction * names.size)), 1), names.size - 1)
-    rng = np.random.default_rng(seed)
-    draws = np.argsort(rng.random((RECORD_SPLIT_DRAWS, names.size)), axis=1)[:, :size]
-    held_counts = counts[draws].sum(axis=1)  # (draws, classes)
-    present = totals > 0
-    valid = ((held_counts > 0) | ~present).all(axis=1) & ((totals - held_counts > 0) | ~present).all(axis=1)
-    if not valid.any():
-        spread = ", ".join(f"{c} in {int((counts[:, i] > 0).sum())}" for i, c in enumerate(classes) if present[i])
-        raise BeatFileError(
-            f"{path}: no choice of {size} of its {names.size} records gives train and validation a beat of every "
-            f"class (records holding each class: {spread}); change load_splits.valid_fraction ({fraction:g}) "
-            "or use valid_split = 'stratified'"
-        )
-    share = held_counts[:, present] / totals[present]
-    cost = np.where(valid, ((share - fraction) ** 2).sum(axis=1), np.inf)
-    chosen = np.zeros(names.size, dtype=bool)
-    chosen[draws[int(np.argmin(cost))]] = True
-    held_mask = chosen[per_beat]
-    return np.flatnonzero(~held_mask), np.flatnonzero(held_mask)
 
 
 def as_view(x: torch.Tensor, view: str) -> torch.Tensor:

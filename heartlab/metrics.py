@@ -43,7 +43,7 @@ HIGHER_IS_BETTER = (
 )
 F2_BETA = 2.0  # f2_macro: recall weighs beta^2 = 4 times as much as precision
 BOOTSTRAP_RESAMPLES = 1000  # resamples of the records behind a confidence interval
-# what a binary validation epoch adds (heartlab.operating_point.threshold_metrics, at the threshold that
+# what a binary validation epoch adds (heartlab.thresholds.threshold_metrics, at the threshold that
 # reaches the target recall on that epoch's validation beats)
 THRESHOLD_METRICS = (
     "threshold", "op/recall", "op/precision", "op/accuracy", "op/specificity", "at05/recall", "at05/precision",

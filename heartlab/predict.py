@@ -46,7 +46,7 @@ def read_provenance(path: str | Path) -> dict[str, object]:
     """The ``record`` and ``r_peak`` columns of a beat file, as they are (polars Series), when present."""
     import polars as pl
 
-    from heartlab.data import PROVENANCE_COLUMNS
+    from heartlab.beat_context import PROVENANCE_COLUMNS
 
     present = [c for c in PROVENANCE_COLUMNS if c in pl.read_parquet_schema(path)]
     if not present:
@@ -99,6 +99,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
             do not fit the model its config builds, a bad stored operating point.
     """
     from heartlab import runs, train
+    from heartlab.build import resolve_bf16
     from heartlab.config import ConfigText, bound, parse_text
     from heartlab.operating_point import OperatingPoint
 
@@ -129,7 +130,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     point = OperatingPoint() if stored is None else OperatingPoint.from_dict(stored)
     if point.num_classes not in (None, len(classes)):
         raise HeartlabError(f"{checkpoint}: the operating point is for {point.num_classes} classes, the run has {len(classes)}")
-    bf16 = train.resolve_bf16(bound(train.fit, "bf16"))
+    bf16 = resolve_bf16(bound(train.fit, "bf16"))
     return LoadedRun(net, classes, point, bound(train.fit, "eval_batch_size"), bf16, state.get("epoch"))
 
 
@@ -169,8 +170,9 @@ def predict_beats(run_dir: str | Path, beats_file: str | Path) -> Prediction:
     """
     import torch
 
-    from heartlab import train
-    from heartlab.data import Split, read_context
+    from heartlab.beat_context import read_context
+    from heartlab.data import Split
+    from heartlab.evaluation import predict
     from heartlab.operating_point import decision_metrics
 
     run = load_run(run_dir)
@@ -184,7 +186,7 @@ def predict_beats(run_dir: str | Path, beats_file: str | Path) -> Prediction:
     target = torch.from_numpy(labels) if labels is not None else torch.zeros(signals.shape[0], dtype=torch.int64)
     rr = None if context.rr is None else torch.from_numpy(context.rr)
     split = Split(torch.from_numpy(signals), target, context.record, rr)
-    logits = train.predict(run.model, split, run.eval_batch_size, run.bf16)
+    logits = predict(run.model, split, run.eval_batch_size, run.bf16)
     predicted = run.point.apply(logits)
     values = None if labels is None else decision_metrics(logits, target, run.classes, SPLIT, run.point)
     probabilities = torch.softmax(logits.float(), dim=-1).numpy()

@@ -91,7 +91,9 @@ def evaluate_run(run_dir: str | Path, data) -> dict:
     the weights, and returns the ``test/...`` metrics with the confusion matrix and ``best_epoch``.
     """
     from heartlab import train
+    from heartlab.build import resolve_bf16
     from heartlab.config import ConfigText, bound, parse_text
+    from heartlab.evaluation import evaluate_test_split
     from heartlab.operating_point import OperatingPoint
 
     state = load_checkpoint(run_dir)
@@ -99,9 +101,9 @@ def evaluate_run(run_dir: str | Path, data) -> dict:
     parse_text(ConfigText.of(config, f"{Path(run_dir) / CHECKPOINT} (config)"))
     net, loss_fn, _ = train.build_configured(data.train.class_counts(len(data.classes)).tolist())
     net.load_state_dict(state["model_state"])
-    bf16 = train.resolve_bf16(bound(train.fit, "bf16"))
+    bf16 = resolve_bf16(bound(train.fit, "bf16"))
     stored = state.get("operating_point")
     point = OperatingPoint() if stored is None else OperatingPoint.from_dict(stored)
-    result = train.evaluate_test_split(net, loss_fn, data, bound(train.fit, "eval_batch_size"), bf16, point)
+    result = evaluate_test_split(net, loss_fn, data, bound(train.fit, "eval_batch_size"), bf16, point)
     result["best_epoch"] = state["epoch"]
     return result

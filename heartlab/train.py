@@ -27,12 +27,13 @@ from torch import nn
 from heartlab import checks, config, losses, metrics, models, optimizers, runs  # noqa: F401 (fit builds models, optimizers by gin name)
 from heartlab import operating_point as op
 from heartlab.augment import SAMPLINGS, Augment, epoch_order
-from heartlab.data import Split, Splits, as_view, get_dataset, load_splits
+from heartlab.build import SCHEDULES, build, make_schedule, resolve_bf16
+from heartlab.data import Split, Splits, get_dataset, load_splits
 from heartlab.errors import HeartlabError, NonFiniteLossError
+from heartlab.evaluation import check_inputs, evaluate, evaluate_test_split, format_metrics, model_inputs
 from heartlab.files import check_output_dir, check_plain_name, write_json_atomic
 from heartlab.tensorboard import RunWriter, gin_bindings
-
-SCHEDULES = ("cosine", "onecycle", "plateau", "none")
+from heartlab.thresholds import abnormal_probability, choose_threshold, threshold_metrics
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class LoopSettings:
     patience: int | None
     seed: int
     sampling: str
-    bf16: bool  # resolved: fit.bf16 = 'auto' is True only on a CPU with native bf16 (see native_bf16)
+    bf16: bool  # resolved: fit.bf16 = 'auto' is True only on a CPU with native bf16 (see heartlab.build.native_bf16)
 
     @classmethod
     def checked(cls, classes: tuple[str, ...], *, monitor_mode: str | None, **values) -> LoopSettings:
@@ -278,87 +279,10 @@ def validate(
     values, logits = evaluate(net, loss_fn, data.valid, data.classes, "val", settings.eval_batch_size, settings.bf16)
     if len(data.classes) == 2:
         target_recall = point_settings.target_recall or op.DEFAULT_TARGET_RECALL
-        probabilities = op.abnormal_probability(logits)
-        threshold = op.choose_threshold(probabilities, data.valid.y, target_recall)
-        values.update(op.threshold_metrics(probabilities, data.valid.y, threshold, "val"))
+        probabilities = abnormal_probability(logits)
+        threshold = choose_threshold(probabilities, data.valid.y, target_recall)
+        values.update(threshold_metrics(probabilities, data.valid.y, threshold, "val"))
     return values, logits
-
-
-def make_schedule(
-    name: str, optimizer: torch.optim.Optimizer, total_steps: int, mode: str
-) -> tuple[torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None, bool]:
-    """The LR schedule called ``name`` and whether it steps per batch (True) or per epoch (False)."""
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1)), True
-    if name == "onecycle":
-        max_lr = [group["lr"] for group in optimizer.param_groups]
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(total_steps, 1)), True
-    if name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=0.5, patience=2), False
-    if name == "none":
-        return None, False
-    raise HeartlabError(f"unknown fit.schedule {name!r}: use one of {', '.join(SCHEDULES)}")
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16), as torch reports it."""
-    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
-    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
-
-
-def resolve_bf16(value: bool | str) -> bool:
-    """``fit.bf16`` as a bool: ``'auto'`` follows :func:`native_bf16`; ``True`` without it logs a warning."""
-    if value == "auto":
-        return native_bf16()
-    if value and not native_bf16():
-        logger.warning(
-            "fit.bf16 = True on a CPU without native bf16 (no AVX512-BF16 or AMX): autocast emulates it and "
-            "runs several times slower than fp32 here; use fit.bf16 = 'auto' or False"
-        )
-    return bool(value)
-
-
-def model_inputs(
-    model: nn.Module, split: Split, rows: torch.Tensor | slice,
-    augment: Augment | None = None, generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, ...]:
-    """The arguments of ``model`` for the beats ``rows`` of ``split``: the beats in the model's view
-    (augmented by ``augment`` with ``generator`` when given: training batches only), and their R-R
-    intervals when the model uses them (``model.uses_rr``)."""
-    x = split.x[rows]
-    if augment is not None and augment.active:
-        x = augment(x, generator)
-    x = as_view(x, model.input_view)
-    return (x, split.rr[rows]) if getattr(model, "uses_rr", False) else (x,)
-
-
-def check_inputs(model: nn.Module, data: Splits) -> None:
-    """A model built to use R-R intervals needs them in every split (before anything is written)."""
-    if getattr(model, "uses_rr", False) and any(s.rr is None for s in (data.train, data.valid, data.test)):
-        raise HeartlabError(
-            f"{type(model).__name__}.rr_features = True needs the R-R interval columns (rr_pre, rr_post, rr_local, rr_average) "
-            "in the training and test files; rebuild them with `heartlab data mitbih`, or set rr_features = False"
-        )
-
-
-def predict(model: nn.Module, split: Split, batch_size: int, bf16: bool) -> torch.Tensor:
-    """Logits ``(n, C)`` of the model on every beat of ``split``, in eval mode, batch by batch."""
-    model.eval()
-    chunks = []
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for start in range(0, len(split), batch_size):
-            chunks.append(model(*model_inputs(model, split, slice(start, start + batch_size))).float())
-    return torch.cat(chunks)
-
-
-def evaluate(
-    model: nn.Module, loss_fn: nn.Module, split: Split, classes: tuple[str, ...], name: str, batch_size: int, bf16: bool
-) -> tuple[dict[str, float], torch.Tensor]:
-    """Metrics of ``model`` over the whole ``split`` (loss included), and its logits."""
-    logits = predict(model, split, batch_size, bf16)
-    with torch.inference_mode():
-        loss = float(loss_fn(logits, split.y))
-    return metrics.compute_metrics(logits, split.y, classes, name, loss=loss), logits
 
 
 def train_epoch(
@@ -425,23 +349,6 @@ def progress_line(epoch: int, epochs: int, row: dict[str, float], monitor: str, 
     )
 
 
-def build(
-    model: Callable, loss: Callable, optimizer: Callable, class_counts: list[int]
-) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
-    """Model, loss and optimizer from their classes, as every run builds them: the model sized for the
-    number of classes, the loss weighted by ``class_counts`` (beats per class in the training split).
-
-    Raises:
-        HeartlabError: a configurable rejected its arguments (e.g. an even ``ResNet1D.kernel_size``).
-    """
-    try:
-        net = model(num_classes=len(class_counts))
-        loss_fn = loss(class_counts=class_counts)
-        return net, loss_fn, optimizer(net.parameters())
-    except (ValueError, TypeError) as exc:  # the configurables' own argument checks
-        raise HeartlabError(f"cannot build the model, loss or optimizer: {str(exc).splitlines()[0]}") from None
-
-
 def bound(name: str):
     """``fit.<name>`` as the current gin config binds it, or ``fit``'s default where it is unbound."""
     try:
@@ -451,7 +358,7 @@ def bound(name: str):
 
 
 def build_configured(class_counts: list[int], **model_overrides) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
-    """:func:`build` with the model, loss and optimizer the current gin config binds to ``fit``
+    """:func:`heartlab.build.build` with the model, loss and optimizer the current gin config binds to ``fit``
     (``model_overrides`` are passed to the model, e.g. ``backend='conv1d'``)."""
     model = functools.partial(bound("model"), **model_overrides)
     return build(model, bound("loss"), bound("optimizer"), class_counts)
@@ -473,38 +380,4 @@ def training_options(classes: tuple[str, ...]) -> tuple[Augment, op.OperatingPoi
     metrics.selection()
     return Augment(), op.operating_point().check(classes)
 
-
-def evaluate_test_split(
-    net: nn.Module, loss_fn: nn.Module, data: Splits, batch_size: int, bf16: bool, point: op.OperatingPoint | None = None
-) -> dict:
-    """Test metrics plus the confusion matrix (rows: true class, columns: predicted); when the test file
-    names each beat's record, 95% intervals of every per-class Se and +P from a bootstrap over its records
-    (``ci95``, see :func:`heartlab.metrics.record_bootstrap`).
-
-    ``test/...`` are :func:`heartlab.operating_point.decision_metrics`: argmax's values, and those of the
-    operating point ``point`` (stored as ``operating_point``) when it is not argmax, whose confusion counts
-    are ``confusion_matrix_op``; a binary dataset adds its precision-recall curve (``pr_curve``)."""
-    logits = predict(net, data.test, batch_size, bf16)
-    point = point or op.OperatingPoint()
-    with torch.inference_mode():
-        loss = float(loss_fn(logits, data.test.y))
-    result = {"test/loss": loss, **op.decision_metrics(logits, data.test.y, data.classes, "test", point)}
-    matrix = metrics.confusion_matrix(logits, data.test.y, len(data.classes))
-    result.update({"classes": list(data.classes), "confusion_matrix": matrix.tolist(), "operating_point": point.to_dict()})
-    if point.kind != "argmax":
-        result["confusion_matrix_op"] = metrics.counts_matrix(point.apply(logits), data.test.y, len(data.classes)).tolist()
-    if len(data.classes) == 2:
-        result["pr_curve"] = op.pr_curve(op.abnormal_probability(logits), data.test.y)
-    if data.test.record is not None and len(data.test.records) > 1:
-        preds = logits.argmax(dim=-1)
-        result["ci95"] = metrics.record_bootstrap(preds, data.test.y, data.test.record, data.classes, "test")
-        result["ci95_method"] = (
-            f"percentile bootstrap over the {len(data.test.records)} test records, "
-            f"{metrics.BOOTSTRAP_RESAMPLES} resamples, seed 0"
-        )
-    return result
-
-
-def format_metrics(values: dict) -> str:
-    return "  ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
 

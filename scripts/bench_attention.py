@@ -11,9 +11,9 @@ third is not the baseline's training; it shows what the attention dropout costs,
 attention kernel does not implement.
 
 Each copy runs heartlab's training step (``train.train_epoch``) over the same random beats (speed does not
-depend on their values), and the first two run inference (``train.predict``) over them. The rows are timed
-round after round, interleaved, so that all see the same machine state; each figure is the median over
-the rounds after one warm-up round. On a machine running other jobs the absolute numbers move with the
+depend on their values), and the first two run inference (``evaluation.predict``) over them. The rows are
+timed round after round, interleaved, so that all see the same machine state; each figure is the median
+over the rounds after one warm-up round. On a machine running other jobs the absolute numbers move with the
 load: the ratios are the figures to read.
 """
 
@@ -27,7 +27,7 @@ import time
 import gin
 import torch
 
-from heartlab import train
+from heartlab import evaluation, train
 from heartlab.config import load_config
 from heartlab.data import BEAT_LENGTH, Split, get_dataset
 from heartlab.errors import HeartlabError, report
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return report(exc)
 
     reference, fused = (net for net, _, _ in paths.values())
-    difference = (train.predict(reference, window, 1024, False) - train.predict(fused, window, 1024, False)).abs().max()
+    difference = (evaluation.predict(reference, window, 1024, False) - evaluation.predict(fused, window, 1024, False)).abs().max()
 
     rows = {}
     for name, (net, loss_fn, optimizer) in paths.items():
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"train  {name}"] = lambda n=net, lf=loss_fn, o=optimizer, g=order: float(
             train.train_epoch(n, lf, o, None, window, batch_size, g, False)
         )
-        rows[f"infer  {name}"] = lambda n=net: train.predict(n, window, batch_size, False)
+        rows[f"infer  {name}"] = lambda n=net: evaluation.predict(n, window, batch_size, False)
     if no_attention_dropout[0].blocks[0].attention.dropout != paths["fused"][0].blocks[0].attention.dropout:
         net, loss_fn, optimizer = no_attention_dropout
         order = torch.Generator().manual_seed(0)

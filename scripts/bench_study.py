@@ -37,7 +37,8 @@ PTB_SAMPLE = ROOT.parent / "shared" / "data" / "ptb" / "ptb_beats_sample.parq"
 
 
 def prepare_data(folder: Path) -> tuple[Path, Path]:
-    from heartlab.data import read_beats, stratified_split, write_beats
+    from heartlab.data import read_beats, write_beats
+    from heartlab.splitting import stratified_split
 
     x, y = read_beats(PTB_SAMPLE, num_classes=2)
     keep, held = stratified_split(y, 0.2, seed=0)

@@ -30,7 +30,8 @@ import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from heartlab import train
+from heartlab import evaluation, train
+from heartlab.build import native_bf16
 from heartlab.config import load_config
 from heartlab.data import BEAT_LENGTH, Split, get_dataset, load_splits
 from heartlab.errors import HeartlabError, report
@@ -70,7 +71,7 @@ def build(class_counts: list[int], **model_overrides):
 
 def macs_per_beat(net, loss_fn, split: Split, batch_size: int) -> float:
     """Forward + backward multiply-accumulates per beat of one training step."""
-    inputs = train.model_inputs(net, split, slice(0, batch_size))
+    inputs = evaluation.model_inputs(net, split, slice(0, batch_size))
     net.train()
     with FlopCounterMode(display=False) as counter:
         loss_fn(net(*inputs), split.y[:batch_size]).backward()
@@ -92,7 +93,7 @@ def bare_window(net, loss_fn, optimizer, window: Split, batch_size: int, bf16: b
         for start in range(0, len(window), batch_size):
             index = order[start : start + batch_size]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = net(*train.model_inputs(net, window, index))
+                logits = net(*evaluation.model_inputs(net, window, index))
             loss = F.cross_entropy(logits.float(), window.y[index], weight=weight)
             optimizer.zero_grad()
             loss.backward()
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    native = train.native_bf16()
+    native = native_bf16()
     both = args.precision == "both" or (args.precision == "auto" and native)
     precisions = ("fp32", "bf16") if both else ("fp32",)
     if not both and args.precision == "auto":

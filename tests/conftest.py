@@ -10,7 +10,8 @@ import gin
 import numpy as np
 import pytest
 
-from heartlab.data import BEAT_LENGTH, read_beats, stratified_split, write_beats
+from heartlab.data import BEAT_LENGTH, read_beats, write_beats
+from heartlab.splitting import stratified_split
 from helpers import PTB_SAMPLE
 
 

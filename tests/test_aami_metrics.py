@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from heartlab import metrics
-from heartlab.data import BEAT_LENGTH, DATASETS, RR_COLUMNS, Split, Splits
+from heartlab.beat_context import RR_COLUMNS
+from heartlab.data import BEAT_LENGTH, DATASETS, Split, Splits
+from heartlab.evaluation import evaluate_test_split
 from heartlab.losses import WeightedCrossEntropy
-from heartlab.train import evaluate_test_split
 
 AAMI = ("N", "S", "V", "F")
 

@@ -12,8 +12,8 @@ import torch
 from heartlab.config import load_config
 from heartlab.data import BEAT_LENGTH, DATASETS, Split
 from heartlab.errors import HeartlabError
+from heartlab.evaluation import model_inputs
 from heartlab.models import CNN2D, CNNGRU, CNN2DPlus, InceptionTime, ResNet1D, Transformer1D, Transformer1DPlus
-from heartlab.train import model_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -15,10 +15,10 @@ from heartlab.data import (
     as_view,
     load_splits,
     read_beats,
-    stratified_split,
     write_beats,
 )
 from heartlab.errors import BeatFileError, HeartlabError
+from heartlab.splitting import stratified_split
 
 
 def beats(n: int, seed: int = 0) -> np.ndarray:

@@ -8,8 +8,9 @@ import pytest
 
 from heartlab.builders.outputs import StagedOutputs
 from heartlab.cli import main
-from heartlab.data import read_beats, read_metadata, stratified_split, write_beats
+from heartlab.data import read_beats, read_metadata, write_beats
 from heartlab.errors import HeartlabError
+from heartlab.splitting import stratified_split
 from helpers import PTB_SAMPLE, needs_ptb_sample
 from helpers import expect_data_error as expect_failure
 from helpers import run_data as run

@@ -1,6 +1,6 @@
 """The inter-patient protocol: the DS1/DS2 build from the real MIT-BIH records (read from ../shared, never
 copied), the provenance columns of every MIT-BIH file, the validation split by whole records, and the
-checks of the optional record and R-R columns (:func:`heartlab.data.read_context`)."""
+checks of the optional record and R-R columns (:func:`heartlab.beat_context.read_context`)."""
 
 from __future__ import annotations
 
@@ -12,26 +12,25 @@ import polars as pl
 import pytest
 import wfdb
 
+from heartlab.beat_context import RR_COLUMNS, read_context
 from heartlab.builders.mitbih import (
     AAMI_LABELS,
     DS1,
     DS2,
     INTERPATIENT_COUNTS,
-    MITDB_RECORDS,
     PACED_RECORDS,
     Q_LABEL,
 )
+from heartlab.builders.physionet import MITDB_RECORDS
 from heartlab.data import (
     BEAT_LENGTH,
     DATASETS,
-    RR_COLUMNS,
     load_splits,
     read_beats,
-    read_context,
-    record_split,
     write_beats,
 )
 from heartlab.errors import BeatFileError, HeartlabError
+from heartlab.splitting import record_split
 from helpers import MITDB, expect_data_error, needs_mitdb, run_data
 
 CLASSES = DATASETS["arrhythmia_interpatient"].classes  # N, S, V, F

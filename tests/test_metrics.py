@@ -10,8 +10,8 @@ from torch import nn
 
 from heartlab import metrics
 from heartlab.data import BEAT_LENGTH, Split
+from heartlab.evaluation import evaluate
 from heartlab.losses import WeightedCrossEntropy
-from heartlab.train import evaluate
 
 CLASSES3 = ("a", "b", "c")
 

@@ -13,7 +13,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from heartlab import cli
-from heartlab.data import BEAT_LENGTH, PADDED_LENGTH, RR_COLUMNS, as_view, write_beats
+from heartlab.beat_context import RR_COLUMNS
+from heartlab.data import BEAT_LENGTH, PADDED_LENGTH, as_view, write_beats
 from heartlab.models import CNN2DPlus, Transformer1D, Transformer1DPlus
 from heartlab.models.baselines import TransformerBlock
 from helpers import tiny_cnn2d_config

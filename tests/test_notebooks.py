@@ -11,7 +11,8 @@ import nbformat
 import numpy as np
 from nbclient import NotebookClient
 
-from heartlab.data import BEAT_LENGTH, DATASETS, RECORD_COLUMN, RR_COLUMNS, write_beats
+from heartlab.beat_context import RECORD_COLUMN, RR_COLUMNS
+from heartlab.data import BEAT_LENGTH, DATASETS, write_beats
 from helpers import ROOT
 
 EXPLORE = ROOT / "notebooks" / "01_explore_data.ipynb"

@@ -16,17 +16,14 @@ from heartlab.metrics import compute_metrics
 from heartlab.operating_point import (
     OperatingPoint,
     OperatingPointSettings,
-    abnormal_probability,
     any_abnormal_recall,
-    beats_needed,
     choose_logit_adjustment,
     choose_operating_point,
-    choose_threshold,
     decision_metrics,
     logit_adjustment,
     operating_point,
-    threshold_metrics,
 )
+from heartlab.thresholds import abnormal_probability, beats_needed, choose_threshold, threshold_metrics
 
 BINARY = ("normal", "abnormal")
 FIVE = ("N", "S", "V", "F", "Q")
@@ -402,7 +399,7 @@ def test_choose_operating_point():
 
 
 def test_pr_curve_is_thinned_and_matches_threshold_metrics():
-    from heartlab.operating_point import pr_curve
+    from heartlab.thresholds import pr_curve
 
     generator = torch.Generator().manual_seed(7)
     target = (torch.rand(1000, generator=generator) < 0.4).long()

@@ -13,12 +13,13 @@ import torch
 import wfdb
 
 from heartlab import cli
+from heartlab.beat_context import RR_COLUMNS
 from heartlab.builders.mitbih import AAMI_LABELS, AVERAGE_RR_SECONDS, LOCAL_RR_SECONDS, build_record, rr_intervals
-from heartlab.data import BEAT_LENGTH, RR_COLUMNS, as_view, load_splits, write_beats
+from heartlab.data import BEAT_LENGTH, as_view, load_splits, write_beats
 from heartlab.errors import HeartlabError
+from heartlab.evaluation import check_inputs, model_inputs
 from heartlab.models.resnet1d import ResNet1D
 from heartlab.models.rr import RRFeatures
-from heartlab.train import check_inputs, model_inputs
 from helpers import MITDB, ROOT, needs_mitdb
 
 CLASSES = ("N", "S", "V", "F")

@@ -24,6 +24,7 @@ from heartlab import train
 from heartlab.config import load_config
 from heartlab.data import load_splits
 from heartlab.errors import NonFiniteLossError
+from heartlab.evaluation import evaluate_test_split
 from heartlab.models import CNN2D
 from helpers import tiny_cnn2d_config
 
@@ -165,7 +166,7 @@ def test_test_metrics_come_from_the_best_epoch_weights(configure):
     gin.parse_config_file(str(result.run_dir / CONFIG))
     net, loss_fn, _ = train.build_configured(data.train.class_counts(len(data.classes)).tolist())
     net.load_state_dict(weights[last])
-    at_last = train.evaluate_test_split(net, loss_fn, data, 4096, False)
+    at_last = evaluate_test_split(net, loss_fn, data, 4096, False)
     assert at_last["test/loss"] != pytest.approx(written["test/loss"], abs=1e-6)
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from heartlab import train
+from heartlab.build import resolve_bf16
 from heartlab.config import load_config
 from heartlab.data import Split
 from heartlab.losses import FocalLoss, WeightedCrossEntropy
@@ -57,4 +58,4 @@ def test_train_epoch_never_syncs_with_the_host(optimizer_name):
 def test_bf16_auto_follows_native_support(monkeypatch, capabilities, setting, expected):
     """fit.bf16 = 'auto' turns autocast on only where the CPU has native bf16 (emulated bf16 is ~9x slower)."""
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
-    assert train.resolve_bf16(setting) is expected
+    assert resolve_bf16(setting) is expected

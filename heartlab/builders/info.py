@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from heartlab.data import BEAT_LENGTH, DATASETS, RR_COLUMNS, get_dataset, read_beats, read_context, read_metadata
+from heartlab.beat_context import RR_COLUMNS, read_context
+from heartlab.data import BEAT_LENGTH, DATASETS, get_dataset, read_beats, read_metadata
 
 
 def describe_file(path: str | Path, dataset: str | None = None) -> str:

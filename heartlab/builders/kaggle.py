@@ -17,8 +17,9 @@ import polars as pl
 from loguru import logger
 
 from heartlab.builders.outputs import StagedOutputs, count_table, write_beat_file
-from heartlab.data import BEAT_LENGTH, DATASETS, dataset_files, stratified_split
+from heartlab.data import BEAT_LENGTH, DATASETS, dataset_files
 from heartlab.errors import HeartlabError
+from heartlab.splitting import stratified_split
 
 CSV_COLUMNS = BEAT_LENGTH + 1  # 187 samples, then the label
 MITBIH_FILES = {"train": "mitbih_train.csv", "test": "mitbih_test.csv"}

@@ -51,9 +51,12 @@ from pathlib import Path
 import numpy as np
 from loguru import logger
 
+from heartlab.beat_context import R_PEAK_COLUMN, RECORD_COLUMN, RR_COLUMNS
 from heartlab.builders.outputs import StagedOutputs, count_table, write_beat_file
-from heartlab.data import BEAT_LENGTH, DATASETS, R_PEAK_COLUMN, RECORD_COLUMN, RR_COLUMNS, stratified_split
+from heartlab.builders.physionet import MITDB_RECORDS, PHYSIONET_DOC, default_download_dir, download_mitdb, list_records
+from heartlab.data import BEAT_LENGTH, DATASETS
 from heartlab.errors import HeartlabError
+from heartlab.splitting import stratified_split
 
 TARGET_RATE = 125  # Hz, the beat files' sampling rate
 WINDOW_SECONDS = 10
@@ -68,10 +71,6 @@ AAMI_LABELS: dict[str, int] = {
     "F": 3,  # F: fusion of ventricular and normal
     **dict.fromkeys("/fQ", 4),  # Q: paced, fusion of paced and normal, unclassifiable
 }
-# The 48 records of the database (PhysioNet mitdb 1.0.0).
-MITDB_RECORDS = tuple(
-    ["100", "101", "102", "103", "104", "105", "106", "107", "108", "109", "111", "112", "113", "114", "115", "116", "117", "118", "119", "121", "122", "123", "124", "200", "201", "202", "203", "205", "207", "208", "209", "210", "212", "213", "214", "215", "217", "219", "220", "221", "222", "223", "228", "230", "231", "232", "233", "234"]
-)
 # Published class counts (Kachuee et al. 2018 / the Kaggle "heartbeat" dataset), N/S/V/F/Q.
 PUBLISHED_COUNTS = {
     "train": (72471, 2223, 5788, 641, 6431),
@@ -89,7 +88,6 @@ PACED_RECORDS = ("102", "104", "107", "217")
 Q_LABEL = 4  # the inter-patient dataset holds N, S, V, F only
 # Annotated beats per AAMI class (N/S/V/F) of DS1 and DS2, as the literature counts them.
 INTERPATIENT_COUNTS = {"DS1": (45866, 944, 3788, 415), "DS2": (44259, 1837, 3221, 388)}
-PHYSIONET_DOC = "https://physionet.org/content/mitdb/1.0.0/"
 
 
 @dataclass(frozen=True)
@@ -126,41 +124,6 @@ class BeatTable:
 
 
 # ---------------------------------------------------------------------------------------------- records
-
-
-def list_records(source: Path, records: Sequence[str] | None = None) -> list[str]:
-    """The record ids to build from ``source``: ``records`` if given, else those named in its ``RECORDS``
-    file, else every ``*.hea`` header. Checks that each has its header, signal and annotation file."""
-    if not source.exists():
-        raise HeartlabError(
-            f"{source}: no such folder; pass --source with the folder holding the MIT-BIH records "
-            f"(NNN.hea, NNN.dat, NNN.atr), or --source physionet to download them"
-        )
-    if not source.is_dir():
-        raise HeartlabError(f"{source}: not a folder; --source takes the folder holding the MIT-BIH records")
-    if records:
-        ids = list(dict.fromkeys(records))
-    elif (source / "RECORDS").is_file():
-        ids = (source / "RECORDS").read_text().split()
-    else:
-        ids = sorted(p.stem for p in source.glob("*.hea"))
-    if not ids:
-        raise HeartlabError(
-            f"{source}: no WFDB records found (no RECORDS file and no *.hea headers); "
-            f"pass the folder of the MIT-BIH Arrhythmia Database ({PHYSIONET_DOC})"
-        )
-    problems = []
-    for rid in ids:
-        missing = [f"{rid}.{ext}" for ext in ("hea", "dat", "atr") if not (source / f"{rid}.{ext}").is_file()]
-        if missing:
-            problems.append(f"record {rid} lacks {', '.join(missing)}")
-    if problems:
-        raise HeartlabError(
-            f"{source}: {'; '.join(problems[:5])}{' ...' if len(problems) > 5 else ''}. Every record needs its "
-            f"header (.hea), signal (.dat) and reference annotations (.atr); copy the missing files from "
-            f"{PHYSIONET_DOC} or leave the record out with --records"
-        )
-    return ids
 
 
 def _read_record(source: Path, rid: str) -> tuple[np.ndarray, float, str, np.ndarray, list[str]]:
@@ -253,7 +216,7 @@ def rr_intervals(
     samples: np.ndarray, fs: float, local_seconds: float = LOCAL_RR_SECONDS, average_seconds: float = AVERAGE_RR_SECONDS
 ) -> np.ndarray:
     """R-R intervals in seconds of the beats annotated at ``samples`` (sorted, at ``fs`` Hz): float32
-    ``(n, 4)``, the columns :data:`heartlab.data.RR_COLUMNS`.
+    ``(n, 4)``, the columns :data:`heartlab.beat_context.RR_COLUMNS`.
 
     ``rr_pre``: to the previous beat (the first beat takes its ``rr_post``); ``rr_post``: to the next beat
     (the last beat takes its ``rr_pre``; the builds drop that beat); ``rr_local`` and ``rr_average``: the
@@ -308,48 +271,6 @@ def build_beats(
         if result.lead != "MLII":
             logger.info(f"MIT-BIH: record {result.record} has no MLII lead, used {result.lead}")
     return BeatTable.of(results), results
-
-
-# ------------------------------------------------------------------------------------------- download
-
-
-def _has_records(folder: Path, ids: Sequence[str]) -> bool:
-    return all((folder / f"{rid}.{ext}").is_file() for rid in ids for ext in ("hea", "dat", "atr"))
-
-
-def download_mitdb(download_dir: Path, records: Sequence[str] | None = None) -> Path:
-    """Download the MIT-BIH Arrhythmia Database from PhysioNet into ``download_dir`` (skipped when it
-    already holds the wanted records)."""
-    import wfdb
-
-    wanted = list(records) if records else list(MITDB_RECORDS)
-    if _has_records(download_dir, wanted):
-        logger.info(f"MIT-BIH: using the records already downloaded in {download_dir}")
-        return download_dir
-    size = " (about 100 MB)" if len(wanted) == len(MITDB_RECORDS) else ""
-    logger.info(f"MIT-BIH: downloading {len(wanted)} record(s) from PhysioNet into {download_dir}{size}")
-    try:
-        download_dir.mkdir(parents=True, exist_ok=True)
-        wfdb.dl_database("mitdb", str(download_dir), records=list(records) if records else "all")
-    except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise HeartlabError(
-            f"could not download the MIT-BIH database from PhysioNet into {download_dir} "
-            f"({type(exc).__name__}: {first}); check the internet connection, or download it yourself "
-            f"({PHYSIONET_DOC}) and pass its folder with --source DIR"
-        ) from None
-    if not _has_records(download_dir, wanted):
-        raise HeartlabError(
-            f"the PhysioNet download into {download_dir} is incomplete (some .hea/.dat/.atr files are "
-            f"missing); run the command again, or download the database yourself ({PHYSIONET_DOC}) and pass "
-            "--source DIR"
-        )
-    return download_dir
-
-
-def default_download_dir() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "heartlab" / "mitdb"
 
 
 # ---------------------------------------------------------------------------------------------- build

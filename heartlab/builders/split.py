@@ -11,8 +11,9 @@ from pathlib import Path
 from loguru import logger
 
 from heartlab.builders.outputs import StagedOutputs, count_table, write_beat_file
-from heartlab.data import get_dataset, read_beats, read_metadata, stratified_split
+from heartlab.data import get_dataset, read_beats, read_metadata
 from heartlab.errors import HeartlabError
+from heartlab.splitting import stratified_split
 
 DEFAULT_SEED = 0
 

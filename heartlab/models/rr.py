@@ -2,7 +2,7 @@
 features.
 
 A beat file built from the MIT-BIH records carries, per beat, the R-R intervals ``rr_pre``, ``rr_post``,
-``rr_local`` and ``rr_average`` in seconds (:data:`heartlab.data.RR_COLUMNS`). Morphology alone transfers badly across
+``rr_local`` and ``rr_average`` in seconds (:data:`heartlab.beat_context.RR_COLUMNS`). Morphology alone transfers badly across
 patients for supraventricular (S) beats: they are premature, not misshapen, and the beat window starts at
 the R peak, after the early P wave. Their timing is the cue: a short ``rr_pre`` and a long ``rr_post``
 against the patient's own rhythm, ``rr_local`` (10 s) and ``rr_average`` (5 minutes: a run of premature

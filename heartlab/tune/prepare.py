@@ -246,6 +246,8 @@ def dry_run(study_config: ConfigText, space: SearchSpace, data) -> dict[str, Any
     import torch
 
     from heartlab import train
+    from heartlab.build import build
+    from heartlab.evaluation import check_inputs, model_inputs
 
     point = space.first_point()
     shown = ", ".join(f"{k} = {v!r}" for k, v in point.items())
@@ -253,12 +255,12 @@ def dry_run(study_config: ConfigText, space: SearchSpace, data) -> dict[str, Any
     num_classes = len(data.classes)
     try:
         model_fn, loss_fn, optimizer_fn = train.bound("model"), train.bound("loss"), train.bound("optimizer")
-        model, loss, _ = train.build(model_fn, loss_fn, optimizer_fn, data.train.class_counts(num_classes).tolist())
+        model, loss, _ = build(model_fn, loss_fn, optimizer_fn, data.train.class_counts(num_classes).tolist())
         train.training_options(tuple(data.classes))  # augmentation, operating point, selection: read by fit
-        train.check_inputs(model, data)
+        check_inputs(model, data)
         model.eval()
         with torch.no_grad():
-            logits = model(*train.model_inputs(model, data.train, slice(0, 2)))
+            logits = model(*model_inputs(model, data.train, slice(0, 2)))
             loss(logits, data.train.y[:2])
         if tuple(logits.shape) != (2, num_classes):
             raise HeartlabError(f"the model returned logits of shape {tuple(logits.shape)}, expected (2, {num_classes})")

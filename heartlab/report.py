@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -168,23 +167,49 @@ def mean_std(values: list[float]) -> str:
 
 
 def study_metrics(dataset: str, classes: list[str]) -> list[tuple[str, str]]:
-    """(column title, test metric) of a dataset's results table."""
+    """(column title, test metric) of a dataset's results table. Five classes: the argmax names; a study
+    whose decision is a logit adjustment chosen on validation shows its ``test/op/...`` values instead
+    (:func:`decision_metric`). Inter-patient tables add the positive predictivity (+P) of S and V, the
+    numbers that literature compares."""
     if len(classes) == 2:
         return [("recall @op", "test/op/recall"), ("precision @op", "test/op/precision"), ("PR-AUC", "test/average_precision"),
                 ("ROC-AUC", "test/auroc")]
-    picked = [("macro recall", "test/recall_macro"), ("accuracy", "test/accuracy"), ("macro F1", "test/f1_macro")]
-    return picked + [(f"Se {c}", f"test/recall/{c}") for c in classes[1:]]
+    picked = [("macro Se", "test/recall_macro"), ("accuracy", "test/accuracy"), ("macro F1", "test/f1_macro")]
+    picked += [(f"Se {c}", f"test/recall/{c}") for c in classes[1:]]
+    if dataset == "arrhythmia_interpatient":
+        picked += [(f"+P {c}", f"test/precision/{c}") for c in classes[1:3]]
+    return picked
+
+
+def decision_metric(metric: str, available) -> str:
+    """``test/op/<name>`` when the study's decision rule (the operating point chosen on validation) has that
+    value, else ``metric``: the numbers of the rule a user of the model gets."""
+    decided = metric.replace("test/", "test/op/", 1)
+    return decided if not metric.startswith("test/op/") and decided in available else metric
+
+
+def short_name(name: str, dataset: str) -> str:
+    """A study's folder name without its dataset prefix (the table is per dataset)."""
+    return name.removeprefix(dataset + "_") if name != dataset else name
+
+
+def built_on(collected: Collected) -> str:
+    """The date of the newest result (its ``finished`` time), so that the same results give the same source."""
+    stamps = [str(item.record.get("finished") or item.record.get("started") or "") for item in collected.studies]
+    stamps += [str(item.plan.get("finished") or item.plan.get("started") or "") for item in collected.ablations]
+    stamps = [stamp[:10] for stamp in stamps if stamp]
+    return max(stamps) if stamps else "an unknown date"
 
 
 def studies_table(studies: list[StudyResult]) -> str:
-    """One table per dataset: each study's model, selection, trials, time and test metrics (mean ± std over
-    the top trial's seeds when it was retrained, else its single test evaluation)."""
+    """One table per dataset: each study's model, trials, time and test metrics (mean ± std over the top
+    trial's seeds when it was retrained, else its single test evaluation); the selection metric under it."""
     blocks = []
     for dataset in dict.fromkeys(s.dataset for s in studies):
         group = [s for s in studies if s.dataset == dataset]
         classes = group[0].best_test.get("classes") or (group[0].record.get("data") or {}).get("classes") or []
         columns = study_metrics(dataset, classes)
-        header = ["study", "model", "selected by", "trials (stopped)", "wall min", *[title + " %" for title, _ in columns]]
+        header = ["study", "model", "trials (stopped)", "wall min", *[title + " %" for title, _ in columns]]
         rows = []
         for s in group:
             seeds = None
@@ -192,13 +217,20 @@ def studies_table(studies: list[StudyResult]) -> str:
                 seeds = s.top_seeds.filter(s.top_seeds["rank"] == 1)
             cells = []
             for _, metric in columns:
-                if seeds is not None and metric in seeds.columns:
-                    cells.append(mean_std(seeds[metric].drop_nulls().to_list()))
+                if seeds is not None:
+                    metric = decision_metric(metric, seeds.columns)
+                    cells.append(mean_std(seeds[metric].drop_nulls().to_list()) if metric in seeds.columns else "-")
                 else:
-                    cells.append(percent(s.best_test.get(metric)))
+                    cells.append(percent(s.best_test.get(decision_metric(metric, s.best_test))))
             wall = "-" if s.wall_seconds is None else f"{s.wall_seconds / 60:.0f}"
-            rows.append([s.name, s.model, s.metric.removeprefix("val/"), f"{s.trials} ({s.stopped})", wall, *cells])
-        blocks.append(f"*{inline(PROTOCOLS.get(dataset, dataset))}*\n\n" + table(header, rows, left=3))
+            rows.append([short_name(s.name, dataset), s.model, f"{s.trials} ({s.stopped})", wall, *cells])
+        selected = ", ".join(dict.fromkeys(inline(s.metric) for s in group))
+        seeds = sorted({s.top_seeds.filter(s.top_seeds["rank"] == 1).height for s in group if s.top_seeds is not None})
+        note = f"Trials selected by {selected} on validation. Test: " + (
+            f"the best trial trained again with {'/'.join(map(str, seeds))} seeds (mean ± std); a value without ± is "
+            "a study's single test run." if seeds else "the best trial, one run."
+        )
+        blocks.append(f"*{inline(PROTOCOLS.get(dataset, dataset))}*\n\n" + table(header, rows, left=2) + f"\n#text(size: 7pt)[{note}]")
     return "\n\n".join(blocks)
 
 
@@ -230,6 +262,7 @@ def render(collected: Collected, source_dir: Path) -> str:
     """The typst source of the summary."""
     commits = sorted({str(s.record.get("heartlab_commit")) for s in collected.studies if s.record.get("heartlab_commit")})
     lines = [
+        '#set document(title: "heartlab summary", date: none)',  # no build time inside: same results, same PDF
         '#set page(paper: "a4", margin: (x: 1.4cm, y: 1.3cm))',
         '#set text(size: 8.5pt)',
         "#set par(justify: true, leading: 0.5em)",
@@ -238,7 +271,7 @@ def render(collected: Collected, source_dir: Path) -> str:
         "#show table: set text(size: 7.5pt)",
         "",
         "#align(center, text(size: 14pt, weight: \"bold\")[heartlab: which model finds the most sick beats?])",
-        f"#align(center)[{inline(f'Built by heartlab report from {len(collected.studies)} studies and {len(collected.ablations)} ablations on ' + datetime.now(UTC).strftime('%Y-%m-%d') + ('; heartlab ' + ', '.join(c[:10] for c in commits) if commits else ''))}]",
+        f"#align(center)[{inline(f'Built by heartlab report from {len(collected.studies)} studies and {len(collected.ablations)} ablations on ' + built_on(collected) + ('; heartlab ' + ', '.join(c[:10] for c in commits) if commits else ''))}]",
         "",
         "== Question and criterion",
         "Single heartbeats (187 samples at 125 Hz) are classified as normal or abnormal (PTB) and as N, S, V, F, Q "

@@ -125,11 +125,13 @@ def run_row(run_dir: Path, trial: dict[str, Any], values: dict[str, Any], seed: 
 
 def summary_metrics(frame) -> list[str]:
     """The test metrics a summary shows: the binary operating point's, or macro recall, accuracy,
-    macro F1 and per-class recall."""
+    macro F1 and per-class recall (of the logit adjustment chosen on validation, where there is one)."""
     if "test/op/precision" in frame.columns:
         wanted = ["test/op/recall", "test/op/precision", "test/average_precision", "test/auroc", "test/recall_macro"]
-    else:
-        wanted = ["test/recall_macro", "test/accuracy", "test/f1_macro", *sorted(c for c in frame.columns if c.startswith("test/recall/"))]
+    else:  # the decision rule's numbers (a logit adjustment chosen on validation: test/op/...) when there is one
+        prefix = "test/op/" if "test/op/recall_macro" in frame.columns else "test/"
+        wanted = [f"{prefix}recall_macro", f"{prefix}accuracy", f"{prefix}f1_macro"]
+        wanted += sorted(c for c in frame.columns if c.startswith(f"{prefix}recall/"))
     return [name for name in wanted if name in frame.columns]
 
 

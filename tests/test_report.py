@@ -12,6 +12,7 @@ import pytest
 
 from heartlab import cli, report, results
 from heartlab.errors import HeartlabError
+from helpers import ROOT
 
 CLASSES = ["N", "S", "V", "F", "Q"]
 DATA = {"dataset": "arrhythmia", "classes": CLASSES, "train": [58000, 1780, 4630, 510, 5140],
@@ -96,3 +97,46 @@ def test_report_without_results_is_one_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(HeartlabError, match="holds no finished study or ablation"):
         report.build(tmp_path / "empty", tmp_path / "s")
+
+
+# ---- the committed summary ------------------------------------------------------------------------
+
+SUMMARY = ROOT / "summary"
+RESULTS = ROOT / "results"
+
+
+def test_committed_summary_is_what_report_builds_from_the_committed_results():
+    """summary/summary.typ and summary.pdf are exactly what `heartlab report` makes of results/ and
+    summary/figures/ now: rebuild them (make summary) whenever a results folder changes."""
+    import typst
+
+    source = report.render(report.collect(RESULTS, SUMMARY / report.FIGURES), SUMMARY)
+    assert (SUMMARY / report.SOURCE).read_text() == source, "summary/ is stale: run `make summary` and commit it"
+    assert report.page_count(source, SUMMARY) <= report.MAX_PAGES
+    pdf = typst.compile(source.encode(), root=str(SUMMARY.resolve()), format="pdf")
+    assert (SUMMARY / report.PDF).read_bytes() == pdf
+
+
+def test_committed_summary_numbers_equal_the_results_files():
+    """Every ablation cell (mean ± std over seeds) and every retrained study's rank-1 test numbers in the
+    committed summary, recomputed here from ablation.parquet / top_seeds.parquet with the statistics module."""
+    source = (SUMMARY / report.SOURCE).read_text()
+    checked = 0
+    for folder in sorted(p for p in RESULTS.iterdir() if p.is_dir()):
+        if (folder / results.ABLATION_TRIALS).is_file():
+            plan = json.loads((folder / results.ABLATION_FILE).read_text())
+            frame = pl.read_parquet(folder / results.ABLATION_TRIALS)
+            for metric in plan["settings"]["report"]:
+                for variant, group in frame.group_by("variant"):
+                    values = group[f"best/{metric}"].drop_nulls().to_list()
+                    scale = 100 if "loss" not in metric else 1
+                    cell = f'"{scale * statistics.mean(values):.2f} ± {scale * statistics.stdev(values):.2f}"'
+                    assert cell in source, (folder.name, variant, metric, cell)
+                    checked += 1
+        elif (folder / "top_seeds.parquet").is_file():
+            top = pl.read_parquet(folder / "top_seeds.parquet").filter(pl.col("rank") == 1)
+            metric = "test/op/recall" if "test/op/precision" in top.columns else report.decision_metric("test/recall_macro", top.columns)
+            values = top[metric].to_list()
+            assert f'"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"' in source, folder.name
+            checked += 1
+    assert checked > 0, "no results folder with seeds to check"

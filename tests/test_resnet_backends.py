@@ -15,6 +15,7 @@ CONFIGS = [
     dict(channels=4, blocks=1, kernel_size=3, dropout=0.0),
     dict(channels=8, blocks=2, kernel_size=5, dropout=0.1),
     dict(channels=6, blocks=4, kernel_size=9, dropout=0.3),
+    dict(channels=8, blocks=3, kernel_size=5, dropout=0.0, dilation=2, se_reduction=4),  # dilated, squeeze-excitation
 ]
 
 
@@ -50,7 +51,7 @@ def conv_weights(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
 
 
-@pytest.mark.parametrize("kwargs", CONFIGS, ids=lambda c: f"c{c['channels']}-b{c['blocks']}-k{c['kernel_size']}")
+@pytest.mark.parametrize("kwargs", CONFIGS, ids=lambda c: f"c{c['channels']}-b{c['blocks']}-k{c['kernel_size']}-d{c.get('dilation', 1)}")
 def test_backends_give_the_same_logits(kwargs):
     one_d, two_d = twin_models(num_classes=5, **kwargs)
     assert len(conv_weights(one_d)) == 1 + 2 * kwargs["blocks"]
@@ -81,7 +82,7 @@ def test_backends_give_the_same_logits(kwargs):
     torch.testing.assert_close(features_2d.squeeze(2), features_1d, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs", CONFIGS, ids=lambda c: f"c{c['channels']}-b{c['blocks']}-k{c['kernel_size']}")
+@pytest.mark.parametrize("kwargs", CONFIGS, ids=lambda c: f"c{c['channels']}-b{c['blocks']}-k{c['kernel_size']}-d{c.get('dilation', 1)}")
 def test_backends_give_the_same_gradients(kwargs):
     one_d, two_d = twin_models(num_classes=3, **kwargs)
     x = as_view(torch.rand(6, BEAT_LENGTH, generator=torch.Generator().manual_seed(3)), ResNet1D.input_view)

@@ -52,6 +52,13 @@ def test_restarted_trial_keeps_only_the_latest_attempt(tmp_path):
     assert [row["val/loss"] for row in rows] == [0.60, 0.45]
 
 
+def test_a_trial_restarted_after_its_first_epoch_keeps_the_second_attempt(tmp_path):
+    """Killed after reporting epoch 1, restarted, epoch 1 again: one row, the restart's."""
+    trial = write_result(tmp_path / "trial_a", [epoch_line(1, 0.60, 0.50), epoch_line(1, 0.55, 0.60), epoch_line(2, 0.65, 0.45)])
+    rows = results.trial_history(trial)
+    assert [(row["epoch"], row[METRIC]) for row in rows] == [(1, 0.55), (2, 0.65)]
+
+
 def test_three_attempts_keep_the_last(tmp_path):
     third = [epoch_line(1, 0.5, 0.9)]
     trial = write_result(tmp_path / "trial_a", FIRST_ATTEMPT + SECOND_ATTEMPT + third)

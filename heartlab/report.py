@@ -27,11 +27,17 @@ PDF = "summary.pdf"
 FIGURES = "figures"
 # the figures the summary shows when notebook 03 wrote them, with their captions
 FIGURE_CAPTIONS = {
-    "per_class_recall": "Validation and test recall per class of each study's best model, both MIT-BIH protocols.",
+    "per_class_recall": "Test recall per class of each MIT-BIH study's best model (its decision rule); hatched: inter-patient.",
     "importance": "Which hyperparameters mattered: fANOVA-style variance share of the study metric over the trials.",
     "pr_curve_ptb": "PTB: precision-recall curve of the best model on the test split; the dot is the threshold chosen on validation.",
     "learning_curves": "Validation metric per epoch of every trial: kept (ran to the end) and stopped by ASHA.",
 }
+METRIC_LABELS = {  # short column titles of validation metrics in the summary's tables
+    "op/precision": "prec. @op", "op/recall": "recall @op", "average_precision": "PR-AUC", "auroc": "ROC-AUC",
+    "recall_macro": "macro Se", "recall_macro_floor": "macro Se (floor)", "accuracy": "acc.", "f1_macro": "macro F1",
+    "f2_macro": "macro F2", "loss": "loss",
+}
+FIGURE_HEIGHT = "4.6cm"  # every figure fits this height (two side by side): the summary stays at 2 pages
 PROTOCOLS = {
     "arrhythmia": "MIT-BIH, random beat split (intra-patient: a patient's beats can sit in train and test)",
     "arrhythmia_interpatient": "MIT-BIH, inter-patient DS1 → DS2 (de Chazal 2004): judged on 22 unseen patients",
@@ -139,16 +145,32 @@ def inline(value: Any) -> str:
     return "#" + text(value)
 
 
-def table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
+def table(header: list[str], rows: list[list[str]], left: int = 1, flexible: range | None = None) -> str:
     """A compact typst table of text cells, the header in bold; the first ``left`` columns (names) are
-    left-aligned, the others (numbers) right-aligned."""
+    left-aligned, the others (numbers) right-aligned. Columns in ``flexible`` share the width left over
+    and wrap; the others are as wide as their widest cell (a ``mean ± std`` never breaks)."""
     columns = len(header)
+    widths = "(" + ", ".join("1fr" if flexible is not None and i in flexible else "auto" for i in range(columns)) + ",)"
     cells = ", ".join(f"[*{inline(h)}*]" if h else "[]" for h in header)
-    body = ",\n  ".join(", ".join(text(c) for c in row) for row in rows)
+    body = ",\n  ".join(", ".join(text(c.replace(" ± ", "\u00a0±\u00a0")) for c in row) for row in rows)
     return (
-        f"#table(columns: {columns}, align: (left,) * {left} + (right,) * {columns - left}, inset: 3pt, stroke: none,\n"
+        f"#table(columns: {widths}, align: (left,) * {left} + (right,) * {columns - left}, inset: 3pt, stroke: none,\n"
         f"  table.hline(), {cells}, table.hline(stroke: 0.5pt),\n  {body},\n  table.hline())"
     )
+
+
+def column_title(title: str) -> str:
+    """A table column's title as the summary shows it: a metric by its short label, underscores as spaces."""
+    name = title.removesuffix(" (%)")
+    return METRIC_LABELS.get(name, name.replace("_", " "))
+
+
+def drop_constant_columns(header: list[str], rows: list[list[str]], columns) -> tuple[list[str], list[list[str]], list[tuple[str, str]]]:
+    """Leave out those of ``columns`` whose cell is the same in every row (e.g. the recall a threshold was
+    chosen to reach); returns the header, the rows and ``(name, value)`` of each column left out."""
+    constant = [i for i in columns if len({row[i] for row in rows}) == 1]
+    keep = [i for i in range(len(header)) if i not in constant]
+    return [header[i] for i in keep], [[row[i] for i in keep] for row in rows], [(header[i], rows[0][i]) for i in constant]
 
 
 def percent(value: float | None) -> str:
@@ -234,13 +256,14 @@ def studies_table(studies: list[StudyResult]) -> str:
     return "\n\n".join(blocks)
 
 
-def what_mattered(ablation: AblationResult) -> list[str]:
-    """Sentences: each variant's change of the lead metric against the base, largest first."""
+def what_mattered(ablation: AblationResult) -> str:
+    """One sentence per ablation: the rows whose change of the lead metric against the base exceeds the seed
+    spread (largest first, with the change in points), then those within it."""
     metric = ablation.plan["settings"]["report"][0]
     summary = results.ablation_summary(ablation.frame, [metric])
     base = summary.filter(summary["variant"] == "base")
     if base.height == 0 or base[f"{metric}/mean"][0] is None:
-        return []
+        return ""
     base_mean = base[f"{metric}/mean"][0]
     labels = {v["id"]: v.get("label") or v["id"] for v in ablation.plan["variants"]}
     changes = []
@@ -250,12 +273,15 @@ def what_mattered(ablation: AblationResult) -> list[str]:
         delta = 100 * (row[f"{metric}/mean"] - base_mean)
         noise = 100 * max(row[f"{metric}/std"] or 0.0, base[f"{metric}/std"][0] or 0.0)
         changes.append((abs(delta), delta, noise, labels.get(row["variant"], row["label"])))
-    changes.sort(reverse=True)
-    sentences = []
-    for _, delta, noise, label in changes:
-        verdict = "within the seed spread" if abs(delta) <= noise else ("better" if delta > 0 else "worse")
-        sentences.append(f"{label}: {delta:+.2f} points of {metric.removeprefix('val/')} (seed std up to {noise:.2f}; {verdict})")
-    return sentences
+    changes.sort(key=lambda change: change[0], reverse=True)
+    beyond = [f"{label} ({delta:+.2f})" for _, delta, noise, label in changes if abs(delta) > noise]
+    within = [label for _, delta, noise, label in changes if abs(delta) <= noise]
+    name = metric.removeprefix("val/")
+    sentence = f"{ablation.name}, {name} in points against the base: "
+    sentence += ("beyond the seed spread: " + "; ".join(beyond) + ". ") if beyond else "no change beyond the seed spread. "
+    if within:
+        sentence += "Within the spread (no evidence either way): " + "; ".join(within) + "."
+    return sentence
 
 
 def render(collected: Collected, source_dir: Path) -> str:
@@ -269,6 +295,7 @@ def render(collected: Collected, source_dir: Path) -> str:
         "#set heading(numbering: none)",
         "#show heading: set text(size: 10pt)",
         "#show table: set text(size: 7.5pt)",
+        "#show figure.caption: set text(size: 7pt)",
         "",
         "#align(center, text(size: 14pt, weight: \"bold\")[heartlab: which model finds the most sick beats?])",
         f"#align(center)[{inline(f'Built by heartlab report from {len(collected.studies)} studies and {len(collected.ablations)} ablations on ' + built_on(collected) + ('; heartlab ' + ', '.join(c[:10] for c in commits) if commits else ''))}]",
@@ -294,24 +321,31 @@ def render(collected: Collected, source_dir: Path) -> str:
         lines.append(f"- {inline(PROTOCOLS.get(dataset, dataset))}: {inline(counts + ' beats of ' + '/'.join(data['classes']))}")
     lines += ["", "== Studies (test split, best trial by validation)", studies_table(collected.studies) if collected.studies else "", ""]
     for ablation in collected.ablations:
-        header, rows = results.ablation_table(ablation.frame, ablation.plan)
+        header, rows = results.ablation_table(ablation.frame, ablation.plan, short=True)
+        metrics = len(ablation.plan["settings"]["report"])
+        header, rows, constant = drop_constant_columns(header, rows, range(len(header) - 1 - metrics, len(header) - 1))
         seeds = ablation.plan["settings"]["seeds"]
+        keys = len(header) - 4 - (metrics - len(constant))  # the changed keys' columns, after the row name
+        same = "".join(f"; {name} was {value} in every row" for name, value in constant)
         lines += [
             f"== Ablation: {inline(ablation.name)} ({inline(PROTOCOLS.get(ablation.dataset, ablation.dataset))})",
-            f"Validation metrics, mean ± std over {seeds} seeds; blank cells are as in the base row.",
+            inline(f"Validation metrics in %, mean ± std over {seeds} seeds; blank cells are as in the base row{same}."),
             "",
-            table(header, rows, left=1 + len(header) - 4 - len(ablation.plan["settings"]["report"])),
+            "#[#set text(size: 6.5pt)",
+            table([column_title(h) for h in header], rows, left=keys + 1, flexible=range(1, keys + 1)),
+            "]",
             "",
         ]
     if collected.figures:
-        lines.append("== Figures")
+        cells = []
         for figure in collected.figures:
             relative = Path(figure).resolve().relative_to(source_dir.resolve()) if Path(figure).resolve().is_relative_to(source_dir.resolve()) else figure
-            lines.append(f"#figure(image({text(relative.as_posix())}, width: 80%), caption: [{inline(FIGURE_CAPTIONS[Path(figure).stem])}])")
-        lines.append("")
-    sentences = [s for ablation in collected.ablations for s in what_mattered(ablation)]
+            image = f"image({text(relative.as_posix())}, width: 100%, height: {FIGURE_HEIGHT}, fit: \"contain\")"
+            cells.append(f"  figure({image}, caption: [{inline(FIGURE_CAPTIONS[Path(figure).stem])}])")
+        lines += ["== Figures", "#grid(columns: (1fr, 1fr), gutter: 8pt,", ",\n".join(cells), ")", ""]
+    sentences = [sentence for ablation in collected.ablations if (sentence := what_mattered(ablation))]
     lines.append("== What mattered")
-    lines += [f"- {inline(s)}" for s in sentences] or ["No ablation finished yet."]
+    lines += [f"- {inline(sentence)}" for sentence in sentences] or ["No ablation finished yet."]
     lines += [
         "",
         "== Limits",

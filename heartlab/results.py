@@ -246,16 +246,21 @@ def ablation_summary(frame: pl.DataFrame, metrics: list[str]) -> pl.DataFrame:
     return order.join(done.group_by("variant", maintain_order=True).agg(aggregations), on="variant", how="left")
 
 
-def ablation_table(frame: pl.DataFrame, plan: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def ablation_table(frame: pl.DataFrame, plan: dict[str, Any], short: bool = False) -> tuple[list[str], list[list[str]]]:
     """The Table-3-style table of an ablation as text cells: ``(header, rows)``. The base row shows its
     value of every changed key; each row's variants show only their changed cells (blank = as base), then
     parameters, training minutes, each reported metric as mean ± std over seeds (ratios in %) and the
-    number of seeds with a result."""
+    number of seeds with a result. Numbers show 3 significant digits. ``short`` names each key column by
+    its parameter alone (``lr`` for ``torch.optim.AdamW.lr``) where that name is unique in the table."""
     metrics = list(plan["settings"]["report"])
     summary = {row["variant"]: row for row in ablation_summary(frame, metrics).iter_rows(named=True)}
     keys = list(dict.fromkeys(key for v in plan["variants"] for key in v["values"]))
     base_values = plan.get("base_values", {})
-    header = ["", *[key.rpartition("/")[2] for key in keys], "params", "train min", *[_metric_header(m) for m in metrics], "seeds"]
+    names = [key.rpartition("/")[2] for key in keys]
+    if short:
+        last = [name.rpartition(".")[2] for name in names]
+        names = [part if last.count(part) == 1 else name for part, name in zip(last, names)]
+    header = ["", *names, "params", "train min", *[_metric_header(m) for m in metrics], "seeds"]
     rows = []
     previous_row = None
     for variant in plan["variants"]:
@@ -299,10 +304,16 @@ def _mean_std(mean: float | None, std: float | None, metric: str) -> str:
 
 
 def _cell(value: Any) -> str:
+    """A changed value as the table shows it: floats (also gin text of one, as base values are) with 3
+    significant digits, references without gin's ``@``."""
     if isinstance(value, str):
-        return value
+        try:
+            number = float(value)
+        except ValueError:
+            return value.removeprefix("@")
+        return f"{number:.3g}" if any(c in value for c in ".eE") else value
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:.3g}"
     return str(value)
 
 

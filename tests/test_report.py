@@ -84,7 +84,7 @@ def test_report_builds_two_pages_from_the_results_files(tmp_path):
 
 def test_report_refuses_more_than_two_pages_and_writes_nothing(tmp_path):
     folder = tmp_path / "results"
-    for i in range(12):
+    for i in range(30):
         write_ablation(folder, f"arrhythmia_ablation_{i:02d}")
     out = tmp_path / "summary"
     with pytest.raises(HeartlabError, match="pages, at most 2 allowed"):

@@ -152,11 +152,16 @@ def table(header: list[str], rows: list[list[str]], left: int = 1, flexible: ran
     columns = len(header)
     widths = "(" + ", ".join("1fr" if flexible is not None and i in flexible else "auto" for i in range(columns)) + ",)"
     cells = ", ".join(f"[*{inline(h)}*]" if h else "[]" for h in header)
-    body = ",\n  ".join(", ".join(text(c.replace(" ± ", "\u00a0±\u00a0")) for c in row) for row in rows)
+    body = ",\n  ".join(", ".join(text(unbroken(c)) for c in row) for row in rows)
     return (
         f"#table(columns: {widths}, align: (left,) * {left} + (right,) * {columns - left}, inset: 3pt, stroke: none,\n"
         f"  table.hline(), {cells}, table.hline(stroke: 0.5pt),\n  {body},\n  table.hline())"
     )
+
+
+def unbroken(cell: str) -> str:
+    """A table cell with no line break inside ``mean ± std`` (no-break spaces around the ±)."""
+    return cell.replace(" ± ", "\u00a0±\u00a0")
 
 
 def column_title(title: str) -> str:

@@ -70,12 +70,12 @@ def test_report_builds_two_pages_from_the_results_files(tmp_path):
     assert pdf.read_bytes().startswith(b"%PDF") and report.page_count(source, out) <= 2
 
     # the study row: mean ± std over the top trial's seeds, as top_seeds.parquet holds them
-    assert '"96.00 ± 1.00"' in source  # test/recall_macro of rank 1: 0.95, 0.96, 0.97
+    assert report.unbroken('"96.00 ± 1.00"') in source  # test/recall_macro of rank 1: 0.95, 0.96, 0.97
     assert '"5 (2)"' in source and '"30"' in source  # trials (stopped), wall minutes
     # the ablation table: every mean ± std equals the parquet's
     for variant, group in frame.group_by("variant"):
         values = group["best/val/recall_macro"].to_list()
-        assert f'"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"' in source, variant
+        assert report.unbroken(f'"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"') in source, variant
     assert '"(A)", "16", ""' in source and '"base", "32", "log"' in source
     # what mattered: the largest change first
     mattered = source[source.index("== What mattered"):]
@@ -130,13 +130,14 @@ def test_committed_summary_numbers_equal_the_results_files():
                 for variant, group in frame.group_by("variant"):
                     values = group[f"best/{metric}"].drop_nulls().to_list()
                     scale = 100 if "loss" not in metric else 1
-                    cell = f'"{scale * statistics.mean(values):.2f} ± {scale * statistics.stdev(values):.2f}"'
-                    assert cell in source, (folder.name, variant, metric, cell)
+                    shown = f"{scale * statistics.mean(values):.2f} ± {scale * statistics.stdev(values):.2f}"
+                    # a table cell, or the caption's note on a column equal in every row
+                    assert report.unbroken(f'"{shown}"') in source or f"was {shown} in every row" in source, (folder.name, variant, metric)
                     checked += 1
         elif (folder / "top_seeds.parquet").is_file():
             top = pl.read_parquet(folder / "top_seeds.parquet").filter(pl.col("rank") == 1)
             metric = "test/op/recall" if "test/op/precision" in top.columns else report.decision_metric("test/recall_macro", top.columns)
             values = top[metric].to_list()
-            assert f'"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"' in source, folder.name
+            assert report.unbroken(f'"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"') in source, folder.name
             checked += 1
     assert checked > 0, "no results folder with seeds to check"

@@ -1,7 +1,8 @@
 # make test   - set up .venv on a fresh machine (CPU torch first), lint, and run the test suite
 # make test-fast - the same without the slow end-to-end tests (training, Ray studies)
 # make lint   - ruff over the package, scripts and tests (settings in pyproject.toml)
-# make summary - summary/summary.pdf (2 pages) from the results folders: heartlab report
+# make summary - notebook 03 on results/ (its figures into summary/figures/), then summary/summary.pdf
+#                (2 pages) from the results folders: heartlab report
 # make quickstart - set up .venv and run the main job end to end: a short hypertuning study on the
 #                   beat files in data/, or on generated SYNTHETIC demo beats when data/ has none
 VENV ?= .venv
@@ -35,6 +36,7 @@ quickstart: setup
 	$(VENV)/bin/heartlab quickstart
 
 summary: setup
+	$(VENV)/bin/jupyter execute --inplace notebooks/03_hypertune_results.ipynb
 	$(VENV)/bin/heartlab report
 
 clean:

@@ -236,7 +236,7 @@ def studies_table(studies: list[StudyResult]) -> str:
         group = [s for s in studies if s.dataset == dataset]
         classes = group[0].best_test.get("classes") or (group[0].record.get("data") or {}).get("classes") or []
         columns = study_metrics(dataset, classes)
-        header = ["study", "model", "trials (stopped)", "wall min", *[title + " %" for title, _ in columns]]
+        header = ["study", "model", "trials (stopped)", "wall min", "val %", *[title + " %" for title, _ in columns]]
         rows = []
         for s in group:
             seeds = None
@@ -250,10 +250,14 @@ def studies_table(studies: list[StudyResult]) -> str:
                 else:
                     cells.append(percent(s.best_test.get(decision_metric(metric, s.best_test))))
             wall = "-" if s.wall_seconds is None else f"{s.wall_seconds / 60:.0f}"
-            rows.append([short_name(s.name, dataset), s.model, f"{s.trials} ({s.stopped})", wall, *cells])
+            if seeds is not None and s.metric in seeds.columns:  # the selection metric, on validation
+                valid = mean_std(seeds[s.metric].drop_nulls().to_list())
+            else:
+                valid = percent(s.best_test.get("score"))
+            rows.append([short_name(s.name, dataset), s.model, f"{s.trials} ({s.stopped})", wall, valid, *cells])
         selected = ", ".join(dict.fromkeys(inline(s.metric) for s in group))
         seeds = sorted({s.top_seeds.filter(s.top_seeds["rank"] == 1).height for s in group if s.top_seeds is not None})
-        note = f"Trials selected by {selected} on validation. Test: " + (
+        note = f"Trials selected by {selected} on validation ('val': that metric). Test: " + (
             f"the best trial trained again with {'/'.join(map(str, seeds))} seeds (mean ± std); a value without ± is "
             "a study's single test run." if seeds else "the best trial, one run."
         )
@@ -331,7 +335,7 @@ def render(collected: Collected, source_dir: Path) -> str:
         header, rows, constant = drop_constant_columns(header, rows, range(len(header) - 1 - metrics, len(header) - 1))
         seeds = ablation.plan["settings"]["seeds"]
         keys = len(header) - 4 - (metrics - len(constant))  # the changed keys' columns, after the row name
-        same = "".join(f"; {name} was {value} in every row" for name, value in constant)
+        same = "".join(f"; {column_title(name)} was {value} in every row" for name, value in constant)
         lines += [
             f"== Ablation: {inline(ablation.name)} ({inline(PROTOCOLS.get(ablation.dataset, ablation.dataset))})",
             inline(f"Validation metrics in %, mean ± std over {seeds} seeds; blank cells are as in the base row{same}."),

@@ -141,3 +141,17 @@ def test_committed_summary_numbers_equal_the_results_files():
             assert report.unbroken(f'"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"') in source, folder.name
             checked += 1
     assert checked > 0, "no results folder with seeds to check"
+
+
+def test_readme_results_quote_the_summary():
+    """Every mean ± std in the README's Results section is a number of the committed summary (so of the
+    results files): README figures are not typed by hand either."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Results"):readme.index("\n## ", readme.index("## Results") + 3)]
+    quoted = re.findall(r"\d+\.\d\d ± \d+\.\d\d", section)
+    assert quoted, "the Results section quotes no mean ± std"
+    source = (SUMMARY / report.SOURCE).read_text()
+    missing = [q for q in quoted if report.unbroken(q) not in source]
+    assert not missing, f"README numbers not in summary/summary.typ: {missing}"

@@ -75,8 +75,10 @@ def selection(beta: float = F2_BETA, accuracy_floor: float = 0.98) -> Selection:
 
 
 def metric_names(classes: tuple[str, ...], split: str = "val") -> list[str]:
-    """The names :func:`compute_metrics` returns for ``split`` on a dataset with these classes; for a
-    binary dataset's ``val`` split, also the per-epoch operating-point values (:data:`THRESHOLD_METRICS`)."""
+    """The names :func:`compute_metrics` returns for ``split`` on a dataset with these classes; for the
+    ``val`` split, also the per-epoch operating point's values: binary, :data:`THRESHOLD_METRICS`; more
+    classes, every value again under ``val/op/`` at the epoch's logit adjustment (with the strength,
+    ``val/op/logit_adjustment``), reported when ``operating_point.logit_adjustment`` is on."""
     names = [f"{split}/loss", f"{split}/recall_macro"]
     names += [f"{split}/recall/{c}" for c in classes]
     names += [f"{split}/precision_macro", f"{split}/f1_macro", f"{split}/f2_macro", f"{split}/fbeta_macro"]
@@ -91,6 +93,9 @@ def metric_names(classes: tuple[str, ...], split: str = "val") -> list[str]:
             names += [f"{split}/{name}" for name in THRESHOLD_METRICS]
     else:
         names += [f"{split}/any_abnormal/recall", f"{split}/any_abnormal/precision"]
+        if split == "val":  # the epoch's own logit adjustment (operating_point.logit_adjustment = True)
+            names += [f"{split}/op/{name.removeprefix(split + '/')}" for name in names if name != f"{split}/loss"]
+            names.append(f"{split}/op/logit_adjustment")
     return names
 
 

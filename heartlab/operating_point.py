@@ -97,7 +97,7 @@ def selection_name(metric: str, classes: tuple[str, ...], split: str = "val") ->
     with these classes (any :func:`heartlab.metrics.compute_metrics` value but the loss, or
     ``any_abnormal/recall`` / ``any_abnormal/precision``); a ``HeartlabError`` naming the binding otherwise."""
     name = metric if isinstance(metric, str) and metric.startswith(f"{split}/") else f"{split}/{metric}"
-    known = [n for n in metrics.metric_names(classes, split) if n != f"{split}/loss"]
+    known = [n for n in metrics.metric_names(classes, split) if n != f"{split}/loss" and not n.startswith(f"{split}/op/")]
     if name not in known:
         raise HeartlabError(
             f"operating_point.selection_metric {metric!r} is not a metric of these classes; choose one of: "

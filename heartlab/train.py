@@ -172,7 +172,7 @@ def fit(
         eval_batch_size=eval_batch_size, schedule=schedule, monitor=monitor, patience=patience, seed=seed,
         sampling=sampling, bf16=bf16,
     )
-    augment, point_settings = training_options(classes)
+    augment, point_settings = training_options(classes, settings.monitor)
     data = data if data is not None else load_splits()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
@@ -273,15 +273,24 @@ def train_epochs(
 def validate(
     net: nn.Module, loss_fn: nn.Module, data: Splits, settings: LoopSettings, point_settings: op.OperatingPointSettings
 ) -> tuple[dict[str, float], torch.Tensor]:
-    """One epoch's validation metrics and logits; on a binary dataset also the values at the threshold
-    that reaches ``operating_point.target_recall`` on these beats (``val/op/...``, ``val/threshold``,
-    PR-AUC; 0.99 when the binding is None), so that the operating point can select epochs and trials."""
+    """One epoch's validation metrics and logits, and those of the epoch's own operating point, so that the
+    decision rule a run ends with can select epochs and trials: on a binary dataset the values at the
+    threshold that reaches ``operating_point.target_recall`` on these beats (``val/op/...``,
+    ``val/threshold``, PR-AUC; 0.99 when the binding is None); on more classes, with
+    ``operating_point.logit_adjustment`` on, every metric at the logit adjustment chosen on these beats by
+    ``operating_point.selection_metric`` (``val/op/recall_macro``, ..., ``val/op/logit_adjustment``)."""
     values, logits = evaluate(net, loss_fn, data.valid, data.classes, "val", settings.eval_batch_size, settings.bf16)
     if len(data.classes) == 2:
         target_recall = point_settings.target_recall or op.DEFAULT_TARGET_RECALL
         probabilities = abnormal_probability(logits)
         threshold = choose_threshold(probabilities, data.valid.y, target_recall)
         values.update(threshold_metrics(probabilities, data.valid.y, threshold, "val"))
+    elif point_settings.logit_adjustment:
+        _, adjusted = op.choose_logit_adjustment(
+            logits, data.valid.y, data.train.class_counts(len(data.classes)), point_settings.strengths,
+            point_settings.selection_metric, classes=data.classes, split="val/op",
+        )
+        values.update(adjusted)
     return values, logits
 
 
@@ -370,14 +379,22 @@ def check_configured(classes: tuple[str, ...]) -> LoopSettings:
     checks.whole("fit.num_threads", bound("num_threads"), 1, optional=True)
     check_plain_name(bound("experiment"), "fit.experiment")
     settings = LoopSettings.checked(classes, monitor_mode=bound("monitor_mode"), **{name: bound(name) for name in names})
-    training_options(classes)
+    training_options(classes, settings.monitor)
     return settings
 
 
-def training_options(classes: tuple[str, ...]) -> tuple[Augment, op.OperatingPointSettings]:
+def training_options(classes: tuple[str, ...], monitor: str | None = None) -> tuple[Augment, op.OperatingPointSettings]:
     """The gin-bound augmentation and operating-point settings, range-checked; the selection metrics'
-    settings are checked too (all three then appear in the operative config)."""
+    settings are checked too (all three then appear in the operative config). A ``monitor`` of the epoch's
+    operating point on a multi-class dataset (``val/op/...``) needs the logit adjustment that makes it."""
     metrics.selection()
-    return Augment(), op.operating_point().check(classes)
+    point = op.operating_point().check(classes)
+    if monitor is not None and monitor.startswith("val/op/") and len(classes) > 2 and not point.logit_adjustment:
+        raise HeartlabError(
+            f"fit.monitor {monitor!r} is a value of the epoch's logit adjustment: bind "
+            "operating_point.logit_adjustment = True, or monitor the argmax value "
+            f"{monitor.replace('val/op/', 'val/', 1)!r}"
+        )
+    return Augment(), point
 
 

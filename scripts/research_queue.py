@@ -29,13 +29,14 @@ TOP, SEEDS = 3, 3
 # name -> experiment config; the order is the order they run in
 STUDIES = {
     "ptb_resnet1d": "configs/ptb_resnet1d.gin",
+    "ptb_cnn2d": "configs/ptb_cnn2d.gin",  # a baseline, with the same budget as the families
     "arrhythmia_resnet1d": "configs/arrhythmia_resnet1d.gin",
-    "arrhythmia_cnn2d_plus": "configs/arrhythmia_cnn2d_plus.gin",
     "arrhythmia_interpatient_resnet1d": "configs/arrhythmia_interpatient_resnet1d.gin",
+    "arrhythmia_cnn2d_plus": "configs/arrhythmia_cnn2d_plus.gin",
     "arrhythmia_interpatient_cnn2d_plus": "configs/arrhythmia_interpatient_cnn2d_plus.gin",
+    "arrhythmia_cnn2d": "configs/arrhythmia_cnn2d.gin",  # the 2D baseline on MIT-BIH (Transformer1D: ~400 s per epoch)
     "ptb_cnn2d_plus": "configs/ptb_cnn2d_plus.gin",
-    "ptb_cnn2d": "configs/ptb_cnn2d.gin",  # the baselines, with the same budget as the families
-    "ptb_transformer": "configs/ptb_transformer.gin",
+    "ptb_transformer": "configs/ptb_transformer.gin",  # the other baseline
 }
 # ablation name -> (ablation config, the study whose best.gin it starts from)
 ABLATIONS = {

@@ -99,7 +99,13 @@ def test_class_never_predicted_has_precision_and_fpr_zero():
 def test_metric_names_match_compute_metrics():
     target, preds = beats_of(MATRIX)
     out = metrics.compute_metrics(one_hot_logits(preds, 4), target, AAMI, "val", loss=0.5)
-    assert set(out) == set(metrics.metric_names(AAMI, "val"))
+    names = set(metrics.metric_names(AAMI, "val"))
+    assert set(out) == {n for n in names if not n.startswith("val/op/")}
+    # the rest: what each epoch's logit adjustment reports (train.validate with operating_point.logit_adjustment)
+    from heartlab.operating_point import choose_logit_adjustment
+
+    _, adjusted = choose_logit_adjustment(one_hot_logits(preds, 4), target, [50, 5, 10, 2], classes=AAMI, split="val/op")
+    assert set(adjusted) == {n for n in names if n.startswith("val/op/")}
     ptb = DATASETS["ptb"].classes
     out = metrics.compute_metrics(torch.randn(6, 2), torch.tensor([0, 1, 0, 1, 1, 0]), ptb, "test", loss=0.5)
     assert set(out) == set(metrics.metric_names(ptb, "test"))

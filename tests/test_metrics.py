@@ -75,9 +75,15 @@ def test_metric_names_match_compute_metrics(classes, split):
     target = torch.arange(20) % len(classes)
     out = metrics.compute_metrics(logits, target, classes, split, loss=1.25)
     names = metrics.metric_names(classes, split)
-    # a binary validation epoch adds the operating point's values (heartlab.train.validate)
-    epoch_only = {f"{split}/{name}" for name in metrics.THRESHOLD_METRICS} if (split, len(classes)) == ("val", 2) else set()
-    assert epoch_only <= set(names) and len(epoch_only) in (0, 8)
+    # a validation epoch adds its operating point's values (heartlab.train.validate): binary, the threshold's;
+    # more classes, every value again at the epoch's logit adjustment, and the strength
+    if split == "test":
+        epoch_only = set()
+    elif len(classes) == 2:
+        epoch_only = {f"{split}/{name}" for name in metrics.THRESHOLD_METRICS}
+    else:
+        epoch_only = {f"val/op/{n.removeprefix('val/')}" for n in out if n != "val/loss"} | {"val/op/logit_adjustment"}
+    assert epoch_only <= set(names) and len(epoch_only) in (0, 8, len(out))
     names = [name for name in names if name not in epoch_only]
     assert list(out) == names
     assert (f"{split}/auroc" in names) == (len(classes) == 2)

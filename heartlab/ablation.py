@@ -172,11 +172,14 @@ def check_keys(rows: dict[str, dict[str, list[Any]]]) -> None:
                 raise HeartlabError(f"ablation.rows[{row!r}]: {message}") from None
 
 
-def default_report(classes: tuple[str, ...]) -> tuple[str, ...]:
-    """The validation metrics an ablation table shows by default for a dataset with these classes."""
+def default_report(classes: tuple[str, ...], metric: str = "") -> tuple[str, ...]:
+    """The validation metrics an ablation table shows by default for a dataset with these classes: on more
+    than two classes macro recall, accuracy, macro F1 and each abnormal class's recall, at the epoch's logit
+    adjustment (``val/op/...``) when the lead ``metric`` is one of those, else at argmax."""
     if len(classes) == 2:
         return ("val/op/precision", "val/op/recall", "val/average_precision", "val/recall_macro")
-    return ("val/recall_macro", "val/accuracy", "val/f1_macro", *(f"val/recall/{c}" for c in classes[1:]))
+    prefix = "val/op/" if metric.startswith("val/op/") else "val/"
+    return (f"{prefix}recall_macro", f"{prefix}accuracy", f"{prefix}f1_macro", *(f"{prefix}recall/{c}" for c in classes[1:]))
 
 
 def current_value(key: str) -> str:

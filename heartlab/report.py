@@ -167,7 +167,12 @@ def unbroken(cell: str) -> str:
 def column_title(title: str) -> str:
     """A table column's title as the summary shows it: a metric by its short label, underscores as spaces."""
     name = title.removesuffix(" (%)")
-    return METRIC_LABELS.get(name, name.replace("_", " "))
+    if name in METRIC_LABELS:
+        return METRIC_LABELS[name]
+    at_op = name.startswith("op/")
+    base = name.removeprefix("op/")
+    label = METRIC_LABELS.get(base) or (f"Se {base.removeprefix('recall/')}" if base.startswith("recall/") else base.replace("_", " "))
+    return f"{label} @op" if at_op else label
 
 
 def drop_constant_columns(header: list[str], rows: list[list[str]], columns) -> tuple[list[str], list[list[str]], list[tuple[str, str]]]:

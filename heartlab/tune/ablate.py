@@ -118,7 +118,7 @@ def prepare_ablation(
     dataset = get_dataset(bound(load_splits, "dataset"))
     metric = settings.metric or train.bound("monitor")
     known = metrics.metric_names(dataset.classes)
-    report = tuple(dict.fromkeys([metric, *(settings.report or default_report(dataset.classes))]))
+    report = tuple(dict.fromkeys([metric, *(settings.report or default_report(dataset.classes, metric))]))
     for name_ in report:
         if name_ not in known:
             raise HeartlabError(f"ablation metric {name_!r} is not a validation metric of {dataset.name}; choose from: {', '.join(known)}")

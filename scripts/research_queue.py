@@ -56,19 +56,22 @@ def run(command: list[str]) -> None:
         sys.exit(f"{command[0]} stopped with exit code {code}; run this script again to continue")
 
 
-def steps(name: str, config: str, storage: Path) -> list[list[str]]:
-    """The commands still to run for one study."""
+def steps(name: str, config: str, storage: Path, search_only: bool = False) -> list[list[str]]:
+    """The commands still to run for one study; ``search_only``: the search alone, exported when it
+    finishes (the retrain follows on a later run without the flag)."""
     study_dir = storage / name
     if (RESULTS / name / "top_seeds.parquet").is_file():
         return []
     commands = []
     if not finished(study_dir, "study.json"):
         resume = ["--resume"] if study_dir.is_dir() else []
-        commands.append([sys.executable, "hypertune.py", config, "--name", name, "--storage", str(storage), *resume])
-    commands.append([
-        sys.executable, "-m", "heartlab.cli", "retrain", str(study_dir), "--top", str(TOP), "--seeds", str(SEEDS),
-        "--export", str(RESULTS / name),
-    ])
+        export = ["--export", str(RESULTS)] if search_only else []
+        commands.append([sys.executable, "hypertune.py", config, "--name", name, "--storage", str(storage), *resume, *export])
+    if not search_only:
+        commands.append([
+            sys.executable, "-m", "heartlab.cli", "retrain", str(study_dir), "--top", str(TOP), "--seeds", str(SEEDS),
+            "--export", str(RESULTS / name),
+        ])
     return commands
 
 
@@ -85,13 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"studies and ablations to run (default: all of {', '.join([*STUDIES, *ABLATIONS])})")
     parser.add_argument("--storage", type=Path, default=STORAGE, help=f"where the studies live (default {STORAGE})")
     parser.add_argument("--list", action="store_true", help="print each study's remaining commands and stop")
+    parser.add_argument(
+        "--search-only", action="store_true",
+        help="run (or resume) the studies' searches and export them; retrain and ablations on a later run without it",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in STUDIES and n not in ABLATIONS]
     if unknown:
         parser.error(f"unknown studies or ablations: {', '.join(unknown)} (known: {', '.join([*STUDIES, *ABLATIONS])})")
     for name in args.names or [*STUDIES, *ABLATIONS]:
         if name in STUDIES:
-            commands = steps(name, STUDIES[name], args.storage)
+            commands = steps(name, STUDIES[name], args.storage, args.search_only)
+        elif args.search_only:
+            continue
         else:
             config, study = ABLATIONS[name]
             commands = ablation_steps(name, config, study, args.storage)

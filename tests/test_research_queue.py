@@ -28,6 +28,17 @@ def test_steps_start_resume_or_only_retrain(tmp_path, monkeypatch):
     assert queue.steps("ptb_resnet1d", "configs/ptb_resnet1d.gin", storage) == []
 
 
+def test_search_only_runs_and_exports_the_search_then_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(queue, "RESULTS", tmp_path / "results")
+    storage = tmp_path / "store"
+    (search,) = queue.steps("ptb_resnet1d", "configs/ptb_resnet1d.gin", storage, search_only=True)
+    assert search[1] == "hypertune.py" and search[-2:] == ["--export", str(tmp_path / "results")]
+    (storage / "ptb_resnet1d").mkdir(parents=True)
+    (storage / "ptb_resnet1d" / "study.json").write_text(json.dumps({"started": "x", "finished": "y"}))
+    assert queue.steps("ptb_resnet1d", "configs/ptb_resnet1d.gin", storage, search_only=True) == []
+    assert queue.steps("ptb_resnet1d", "configs/ptb_resnet1d.gin", storage)[0][3] == "retrain"  # later, without the flag
+
+
 def test_every_study_config_exists():
     for config in queue.STUDIES.values():
         assert (ROOT / config).is_file(), config

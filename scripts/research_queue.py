@@ -41,6 +41,7 @@ STUDIES = {
 # ablation name -> (ablation config, the study whose best.gin it starts from)
 ABLATIONS = {
     "ptb_resnet1d_ablation": ("configs/ablation/ptb_resnet1d.gin", "ptb_resnet1d"),
+    "arrhythmia_resnet1d_ablation": ("configs/ablation/arrhythmia_resnet1d.gin", "arrhythmia_resnet1d"),
 }
 
 

@@ -25,11 +25,12 @@ MAX_PAGES = 2
 SOURCE = "summary.typ"
 PDF = "summary.pdf"
 FIGURES = "figures"
-# the figures the summary shows when notebook 03 wrote them, with their captions
+# the figures the summary shows when notebook 03 wrote them, with their captions, in this order (the two
+# single panels side by side, then the rows of one panel per study)
 FIGURE_CAPTIONS = {
     "per_class_recall": "Test recall per class of each MIT-BIH study's best model (its decision rule); hatched: inter-patient.",
-    "importance": "Which hyperparameters mattered: fANOVA-style variance share of the study metric over the trials.",
     "pr_curve_ptb": "PTB: precision-recall curve of the best model on the test split; the dot is the threshold chosen on validation.",
+    "importance": "Which hyperparameters mattered: fANOVA-style variance share of the study metric over the trials.",
     "learning_curves": "Validation metric per epoch of every trial: kept (ran to the end) and stopped by ASHA.",
 }
 METRIC_LABELS = {  # short column titles of validation metrics in the summary's tables
@@ -37,7 +38,8 @@ METRIC_LABELS = {  # short column titles of validation metrics in the summary's 
     "recall_macro": "macro Se", "recall_macro_floor": "macro Se (floor)", "accuracy": "acc.", "f1_macro": "macro F1",
     "f2_macro": "macro F2", "loss": "loss",
 }
-FIGURE_HEIGHT = "4.6cm"  # every figure fits this height (two side by side): the summary stays at 2 pages
+FIGURE_HEIGHT = "4.6cm"
+WIDE_FIGURE = 2.6  # width / height above which a figure spans both columns  # every figure fits this height (two side by side): the summary stays at 2 pages
 PROTOCOLS = {
     "arrhythmia": "MIT-BIH, random beat split (intra-patient: a patient's beats can sit in train and test)",
     "arrhythmia_interpatient": "MIT-BIH, inter-patient DS1 → DS2 (de Chazal 2004): judged on 22 unseen patients",
@@ -157,6 +159,14 @@ def table(header: list[str], rows: list[list[str]], left: int = 1, flexible: ran
         f"#table(columns: {widths}, align: (left,) * {left} + (right,) * {columns - left}, inset: 3pt, stroke: none,\n"
         f"  table.hline(), {cells}, table.hline(stroke: 0.5pt),\n  {body},\n  table.hline())"
     )
+
+
+def aspect_ratio(svg: Path) -> float:
+    """Width / height of an SVG figure, from the size attributes of its root element (1 when absent)."""
+    head = svg.read_text(errors="replace")[:2000]
+    width = re.search(r'<svg[^>]*\swidth="([\d.]+)', head)
+    height = re.search(r'<svg[^>]*\sheight="([\d.]+)', head)
+    return float(width.group(1)) / float(height.group(1)) if width and height and float(height.group(1)) > 0 else 1.0
 
 
 def unbroken(cell: str) -> str:
@@ -355,7 +365,9 @@ def render(collected: Collected, source_dir: Path) -> str:
         for figure in collected.figures:
             relative = Path(figure).resolve().relative_to(source_dir.resolve()) if Path(figure).resolve().is_relative_to(source_dir.resolve()) else figure
             image = f"image({text(relative.as_posix())}, width: 100%, height: {FIGURE_HEIGHT}, fit: \"contain\")"
-            cells.append(f"  figure({image}, caption: [{inline(FIGURE_CAPTIONS[Path(figure).stem])}])")
+            cell = f"figure({image}, caption: [{inline(FIGURE_CAPTIONS[Path(figure).stem])}])"
+            wide = aspect_ratio(Path(figure)) > WIDE_FIGURE  # a row of panels: the whole width
+            cells.append(f"  grid.cell(colspan: 2, {cell})" if wide else f"  {cell}")
         lines += ["== Figures", "#grid(columns: (1fr, 1fr), gutter: 8pt,", ",\n".join(cells), ")", ""]
     sentences = [sentence for ablation in collected.ablations if (sentence := what_mattered(ablation))]
     lines.append("== What mattered")

@@ -57,11 +57,19 @@ def run(command: list[str]) -> None:
         sys.exit(f"{command[0]} stopped with exit code {code}; run this script again to continue")
 
 
+def retrained(table: Path) -> bool:
+    """Whether a study's exported ``top_seeds.parquet`` holds all TOP x SEEDS runs (a shorter one, e.g. the
+    best trial's seeds alone, is continued)."""
+    import pyarrow.parquet as pq
+
+    return table.is_file() and pq.ParquetFile(table).metadata.num_rows >= TOP * SEEDS
+
+
 def steps(name: str, config: str, storage: Path, search_only: bool = False) -> list[list[str]]:
     """The commands still to run for one study; ``search_only``: the search alone, exported when it
     finishes (the retrain follows on a later run without the flag)."""
     study_dir = storage / name
-    if (RESULTS / name / "top_seeds.parquet").is_file():
+    if retrained(RESULTS / name / "top_seeds.parquet"):
         return []
     commands = []
     if not finished(study_dir, "study.json"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import polars as pl
+
 from helpers import ROOT
 
 spec = importlib.util.spec_from_file_location("research_queue", ROOT / "scripts" / "research_queue.py")
@@ -24,7 +26,10 @@ def test_steps_start_resume_or_only_retrain(tmp_path, monkeypatch):
     (only,) = queue.steps("ptb_resnet1d", "configs/ptb_resnet1d.gin", storage)
     assert only[3:5] == ["retrain", str(storage / "ptb_resnet1d")] and only[-1] == str(tmp_path / "results" / "ptb_resnet1d")
     (tmp_path / "results" / "ptb_resnet1d").mkdir(parents=True)
-    (tmp_path / "results" / "ptb_resnet1d" / "top_seeds.parquet").write_bytes(b"")
+    table = tmp_path / "results" / "ptb_resnet1d" / "top_seeds.parquet"
+    pl.DataFrame({"rank": [1, 1, 1], "seed": [0, 1, 2]}).write_parquet(table)  # the best trial's seeds only
+    assert [c[3] for c in queue.steps("ptb_resnet1d", "configs/ptb_resnet1d.gin", storage)] == ["retrain"]
+    pl.DataFrame({"rank": [r for r in (1, 2, 3) for _ in range(3)], "seed": [0, 1, 2] * 3}).write_parquet(table)
     assert queue.steps("ptb_resnet1d", "configs/ptb_resnet1d.gin", storage) == []
 
 

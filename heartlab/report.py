@@ -38,8 +38,8 @@ METRIC_LABELS = {  # short column titles of validation metrics in the summary's 
     "recall_macro": "macro Se", "recall_macro_floor": "macro Se (floor)", "accuracy": "acc.", "f1_macro": "macro F1",
     "f2_macro": "macro F2", "loss": "loss",
 }
-FIGURE_HEIGHT = "4.6cm"
-WIDE_FIGURE = 2.6  # width / height above which a figure spans both columns  # every figure fits this height (two side by side): the summary stays at 2 pages
+FIGURE_HEIGHT = "4.6cm"  # every figure fits this height (two side by side): the summary stays at 2 pages
+WIDE_FIGURE = 2.6  # width / height above which a figure spans both columns
 PROTOCOLS = {
     "arrhythmia": "MIT-BIH, random beat split (intra-patient: a patient's beats can sit in train and test)",
     "arrhythmia_interpatient": "MIT-BIH, inter-patient DS1 → DS2 (de Chazal 2004): judged on 22 unseen patients",
@@ -271,10 +271,10 @@ def studies_table(studies: list[StudyResult]) -> str:
                 valid = percent(s.best_test.get("score"))
             rows.append([short_name(s.name, dataset), s.model, f"{s.trials} ({s.stopped})", wall, valid, *cells])
         selected = ", ".join(dict.fromkeys(inline(s.metric) for s in group))
-        seeds = sorted({s.top_seeds.filter(s.top_seeds["rank"] == 1).height for s in group if s.top_seeds is not None})
+        seed_counts = sorted({s.top_seeds.filter(s.top_seeds["rank"] == 1).height for s in group if s.top_seeds is not None})
         note = f"Trials selected by {selected} on validation ('val': that metric). Test: " + (
-            f"the best trial trained again with {'/'.join(map(str, seeds))} seeds (mean ± std); a value without ± is "
-            "a study's single test run." if seeds else "the best trial, one run."
+            f"the best trial trained again with {'/'.join(map(str, seed_counts))} seeds (mean ± std); a value without ± is "
+            "a study's single test run." if seed_counts else "the best trial, one run."
         )
         blocks.append(f"*{inline(PROTOCOLS.get(dataset, dataset))}*\n\n" + table(header, rows, left=2) + f"\n#text(size: 7pt)[{note}]")
     return "\n\n".join(blocks)

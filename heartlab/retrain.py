@@ -10,7 +10,9 @@ epoch's validation metrics (``val/...``) and the test metrics (``test/...``); pr
 
 The runs are independent: ``--jobs`` of them train side by side in worker processes (default: as many as
 the study ran trials side by side on this machine, i.e. CPUs // ``search.cpus_per_trial``), each with
-CPUs // jobs torch threads. A run's result does not depend on which other runs share the machine.
+CPUs // jobs torch threads. The thread count changes the order of float reductions, so a run repeats
+exactly only with the same ``--jobs`` on the same machine (a study's own trial, on 1 thread, is not
+repeated by its seed-0 retrain on 2).
 """
 
 from __future__ import annotations

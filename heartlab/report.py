@@ -38,7 +38,9 @@ METRIC_LABELS = {  # short column titles of validation metrics in the summary's 
     "recall_macro": "macro Se", "recall_macro_floor": "macro Se (floor)", "accuracy": "acc.", "f1_macro": "macro F1",
     "f2_macro": "macro F2", "loss": "loss",
 }
-FIGURE_HEIGHT = "4.6cm"  # every figure fits this height (two side by side): the summary stays at 2 pages
+SUMMARY_METRICS = 6  # metric columns of an ablation table in the summary (ablation.md has them all)
+FLOOR = "_floor"  # a metric under the accuracy floor: its plain value, or that value - 1 below the floor
+FIGURE_HEIGHT = "4.6cm"  # every figure of half the width fits this height: the summary stays at 2 pages
 WIDE_FIGURE = 2.6  # width / height above which a figure spans both columns
 PROTOCOLS = {
     "arrhythmia": "MIT-BIH, random beat split (intra-patient: a patient's beats can sit in train and test)",
@@ -280,23 +282,49 @@ def studies_table(studies: list[StudyResult]) -> str:
     return "\n\n".join(blocks)
 
 
+def summary_metrics(plan: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The ablation's reported metrics the summary's table shows, and those it leaves to ``ablation.md``: a
+    floor metric (``recall_macro_floor``) gives way to its plain value when that is reported too (the floor
+    is named in the caption), and at most :data:`SUMMARY_METRICS` columns, in the plan's order."""
+    reported = list(plan["settings"]["report"])
+    plain = [m for m in reported if not (m.endswith(FLOOR) and m.removesuffix(FLOOR) in reported)]
+    shown = plain[:SUMMARY_METRICS]
+    return shown, [m for m in reported if m not in shown]
+
+
+def below_floor(ablation: AblationResult, metric: str) -> dict[str, int]:
+    """Per variant, the seeds whose best epoch missed the accuracy floor (their ``<metric>_floor`` is their
+    ``metric`` - 1); empty when the ablation has no floor metric for ``metric``."""
+    floor, plain = f"best/{metric}{FLOOR}", f"best/{metric}"
+    if floor not in ablation.frame.columns or plain not in ablation.frame.columns:
+        return {}
+    missed = ablation.frame.filter((ablation.frame[plain] - ablation.frame[floor]) > 0.5)
+    return {variant: group.height for (variant,), group in missed.group_by("variant")}
+
+
 def what_mattered(ablation: AblationResult) -> str:
-    """One sentence per ablation: the rows whose change of the lead metric against the base exceeds the seed
-    spread (largest first, with the change in points), then those within it."""
-    metric = ablation.plan["settings"]["report"][0]
+    """One sentence per ablation: the rows whose change of the lead metric (the first the table shows)
+    against the base exceeds the seed spread (largest first, with the change in points), then those within
+    it, then those with seeds under the accuracy floor of a floor metric (failures to its selection)."""
+    metric = summary_metrics(ablation.plan)[0][0]
+    missed = below_floor(ablation, metric)
     summary = results.ablation_summary(ablation.frame, [metric])
     base = summary.filter(summary["variant"] == "base")
     if base.height == 0 or base[f"{metric}/mean"][0] is None:
         return ""
     base_mean = base[f"{metric}/mean"][0]
     labels = {v["id"]: v.get("label") or v["id"] for v in ablation.plan["variants"]}
-    changes = []
+    changes, failed = [], []
     for row in summary.filter(summary["variant"] != "base").iter_rows(named=True):
         if row[f"{metric}/mean"] is None:
             continue
         delta = 100 * (row[f"{metric}/mean"] - base_mean)
         noise = 100 * max(row[f"{metric}/std"] or 0.0, base[f"{metric}/std"][0] or 0.0)
-        changes.append((abs(delta), delta, noise, labels.get(row["variant"], row["label"])))
+        label = labels.get(row["variant"], row["label"])
+        if missed.get(row["variant"]):  # the selection counts those seeds as failures, whatever their recall
+            failed.append(f"{label} ({missed[row['variant']]} of {row['n']} seeds)")
+            continue
+        changes.append((abs(delta), delta, noise, label))
     changes.sort(key=lambda change: change[0], reverse=True)
     beyond = [f"{label} ({delta:+.2f})" for _, delta, noise, label in changes if abs(delta) > noise]
     within = [label for _, delta, noise, label in changes if abs(delta) <= noise]
@@ -304,8 +332,10 @@ def what_mattered(ablation: AblationResult) -> str:
     sentence = f"{ablation.name}, {name} in points against the base: "
     sentence += ("beyond the seed spread: " + "; ".join(beyond) + ". ") if beyond else "no change beyond the seed spread. "
     if within:
-        sentence += "Within the spread (no evidence either way): " + "; ".join(within) + "."
-    return sentence
+        sentence += "Within the spread (no evidence either way): " + "; ".join(within) + ". "
+    if failed:
+        sentence += "Accuracy under the selection's floor: " + "; ".join(failed) + "."
+    return sentence.rstrip()
 
 
 def render(collected: Collected, source_dir: Path) -> str:
@@ -345,18 +375,31 @@ def render(collected: Collected, source_dir: Path) -> str:
         lines.append(f"- {inline(PROTOCOLS.get(dataset, dataset))}: {inline(counts + ' beats of ' + '/'.join(data['classes']))}")
     lines += ["", "== Studies (test split, best trial by validation)", studies_table(collected.studies) if collected.studies else "", ""]
     for ablation in collected.ablations:
-        header, rows = results.ablation_table(ablation.frame, ablation.plan, short=True)
-        metrics = len(ablation.plan["settings"]["report"])
+        shown, hidden = summary_metrics(ablation.plan)
+        plan = {**ablation.plan, "settings": {**ablation.plan["settings"], "report": shown}}
+        header, rows = results.ablation_table(ablation.frame, plan, short=True)
+        metrics = len(shown)
         header, rows, constant = drop_constant_columns(header, rows, range(len(header) - 1 - metrics, len(header) - 1))
         seeds = ablation.plan["settings"]["seeds"]
         keys = len(header) - 4 - (metrics - len(constant))  # the changed keys' columns, after the row name
         same = "".join(f"; {column_title(name)} was {value} in every row" for name, value in constant)
+        titles = [column_title(h) for h in header]
+        metric_titles = titles[keys + 3:-1]
+        if len(metric_titles) > 1 and all(t.endswith(" @op") for t in metric_titles):  # say it once, in the caption
+            titles[keys + 3:-1] = [t.removesuffix(" @op") for t in metric_titles]
+            same += "; all at the decision rule chosen on validation (@op)"
+        floors = [m for m in hidden if m.endswith(FLOOR)]
+        if floors:
+            same += f"; selected by {', '.join(column_title(m.removeprefix('val/')) for m in floors)}: the same value, or 100 points less below the accuracy floor"
+        others = [m for m in hidden if m not in floors]
+        if others:
+            same += f"; {', '.join(column_title(m.removeprefix('val/')) for m in others)} in {ablation.name}/ablation.md"
         lines += [
             f"== Ablation: {inline(ablation.name)} ({inline(PROTOCOLS.get(ablation.dataset, ablation.dataset))})",
             inline(f"Validation metrics in %, mean ± std over {seeds} seeds; blank cells are as in the base row{same}."),
             "",
-            "#[#set text(size: 6.5pt)",
-            table([column_title(h) for h in header], rows, left=keys + 1, flexible=range(1, keys + 1)),
+            "#[#show table: set text(size: 6.5pt)",
+            table(titles, rows, left=keys + 1, flexible=range(1, keys + 1)),
             "]",
             "",
         ]
@@ -364,9 +407,10 @@ def render(collected: Collected, source_dir: Path) -> str:
         cells = []
         for figure in collected.figures:
             relative = Path(figure).resolve().relative_to(source_dir.resolve()) if Path(figure).resolve().is_relative_to(source_dir.resolve()) else figure
-            image = f"image({text(relative.as_posix())}, width: 100%, height: {FIGURE_HEIGHT}, fit: \"contain\")"
+            wide = aspect_ratio(Path(figure)) > WIDE_FIGURE  # rows of panels: the whole width, at their own height
+            height = "" if wide else f", height: {FIGURE_HEIGHT}, fit: \"contain\""
+            image = f"image({text(relative.as_posix())}, width: 100%{height})"
             cell = f"figure({image}, caption: [{inline(FIGURE_CAPTIONS[Path(figure).stem])}])"
-            wide = aspect_ratio(Path(figure)) > WIDE_FIGURE  # a row of panels: the whole width
             cells.append(f"  grid.cell(colspan: 2, {cell})" if wide else f"  {cell}")
         lines += ["== Figures", "#grid(columns: (1fr, 1fr), gutter: 8pt,", ",\n".join(cells), ")", ""]
     sentences = [sentence for ablation in collected.ablations if (sentence := what_mattered(ablation))]

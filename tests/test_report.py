@@ -82,6 +82,43 @@ def test_report_builds_two_pages_from_the_results_files(tmp_path):
     assert mattered.index("weighting none") < mattered.index("ResNet1D.channels = 16")
 
 
+def test_a_floor_metric_gives_way_to_its_plain_value_and_its_failures_are_named(tmp_path):
+    folder = tmp_path / "results"
+    ablation, frame = write_ablation(folder, "arrhythmia_ablation")
+    plan = json.loads((ablation / results.ABLATION_FILE).read_text())
+    plan["settings"]["report"] = ["val/recall_macro_floor", *plan["settings"]["report"], "val/f1_macro", *(f"val/recall/{c}" for c in CLASSES)]
+    (ablation / results.ABLATION_FILE).write_text(json.dumps(plan))
+    below = pl.col("variant") == "B1"  # B1's accuracy under the floor: macro recall - 1
+    frame = frame.with_columns(
+        pl.when(below).then(pl.col("best/val/recall_macro") - 1).otherwise(pl.col("best/val/recall_macro")).alias("best/val/recall_macro_floor"),
+        pl.lit(0.9).alias("best/val/f1_macro"), *(pl.lit(0.9).alias(f"best/val/recall/{c}") for c in CLASSES),
+    )
+    frame.write_parquet(ablation / results.ABLATION_TRIALS)
+    source = report.render(report.collect(folder), tmp_path)
+
+    shown, hidden = report.summary_metrics(plan)
+    assert shown == ["val/recall_macro", "val/accuracy", "val/f1_macro", "val/recall/N", "val/recall/S", "val/recall/V"]
+    assert hidden == ["val/recall_macro_floor", "val/recall/F", "val/recall/Q"]
+    assert "selected by macro Se (floor)" in source and "Se F, Se Q in arrhythmia_ablation/ablation.md" in source
+    mattered = source[source.index("== What mattered"):]
+    assert "Accuracy under the selection's floor: weighting none (3 of 3 seeds)" in mattered
+    assert "ResNet1D.channels = 16 (-2.50)" in mattered  # 0.935 vs 0.96 mean, beyond the spread
+
+
+def test_figures_of_panel_rows_span_the_page_at_their_own_height(tmp_path):
+    folder = tmp_path / "results"
+    write_study(folder, "arrhythmia_resnet1d", [0.95, 0.96, 0.97])
+    figures = tmp_path / "summary" / report.FIGURES
+    figures.mkdir(parents=True)
+    for name, (width, height) in {"importance": (920, 330), "pr_curve_ptb": (260, 215)}.items():
+        (figures / f"{name}.svg").write_text(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}pt" height="{height}pt"></svg>')
+    source = report.render(report.collect(folder, figures), tmp_path / "summary")
+    wide = next(line for line in source.splitlines() if "importance.svg" in line)
+    narrow = next(line for line in source.splitlines() if "pr_curve_ptb.svg" in line)
+    assert wide.lstrip().startswith("grid.cell(colspan: 2,") and "height:" not in wide  # 2.8 : 1, two rows of panels
+    assert not narrow.lstrip().startswith("grid.cell") and f"height: {report.FIGURE_HEIGHT}" in narrow
+
+
 def test_report_refuses_more_than_two_pages_and_writes_nothing(tmp_path):
     folder = tmp_path / "results"
     for i in range(30):
@@ -126,7 +163,7 @@ def test_committed_summary_numbers_equal_the_results_files():
         if (folder / results.ABLATION_TRIALS).is_file():
             plan = json.loads((folder / results.ABLATION_FILE).read_text())
             frame = pl.read_parquet(folder / results.ABLATION_TRIALS)
-            for metric in plan["settings"]["report"]:
+            for metric in report.summary_metrics(plan)[0]:  # the columns the summary shows (ablation.md: all)
                 for variant, group in frame.group_by("variant"):
                     values = group[f"best/{metric}"].drop_nulls().to_list()
                     scale = 100 if "loss" not in metric else 1

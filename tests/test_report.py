@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from heartlab import cli, report, results
+from heartlab import cli, report, results, summary_tables
 from heartlab.errors import HeartlabError
 from helpers import ROOT
 
@@ -70,12 +70,12 @@ def test_report_builds_two_pages_from_the_results_files(tmp_path):
     assert pdf.read_bytes().startswith(b"%PDF") and report.page_count(source, out) <= 2
 
     # the study row: mean ± std over the top trial's seeds, as top_seeds.parquet holds them
-    assert report.unbroken('"96.00 ± 1.00"') in source  # test/recall_macro of rank 1: 0.95, 0.96, 0.97
+    assert summary_tables.unbroken('"96.00 ± 1.00"') in source  # test/recall_macro of rank 1: 0.95, 0.96, 0.97
     assert '"5 (2)"' in source and '"30"' in source  # trials (stopped), wall minutes
     # the ablation table: every mean ± std equals the parquet's
     for variant, group in frame.group_by("variant"):
         values = group["best/val/recall_macro"].to_list()
-        assert report.unbroken(f'"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"') in source, variant
+        assert summary_tables.unbroken(f'"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"') in source, variant
     assert '"(A)", "16", ""' in source and '"base", "32", "log"' in source
     # what mattered: the largest change first
     mattered = source[source.index("== What mattered"):]
@@ -96,7 +96,7 @@ def test_a_floor_metric_gives_way_to_its_plain_value_and_its_failures_are_named(
     frame.write_parquet(ablation / results.ABLATION_TRIALS)
     source = report.render(report.collect(folder), tmp_path)
 
-    shown, hidden = report.summary_metrics(plan)
+    shown, hidden = summary_tables.summary_metrics(plan)
     assert shown == ["val/recall_macro", "val/accuracy", "val/f1_macro", "val/recall/N", "val/recall/S", "val/recall/V"]
     assert hidden == ["val/recall_macro_floor", "val/recall/F", "val/recall/Q"]
     assert "selected by macro Se (floor)" in source and "Se F, Se Q in arrhythmia_ablation/ablation.md" in source
@@ -163,19 +163,19 @@ def test_committed_summary_numbers_equal_the_results_files():
         if (folder / results.ABLATION_TRIALS).is_file():
             plan = json.loads((folder / results.ABLATION_FILE).read_text())
             frame = pl.read_parquet(folder / results.ABLATION_TRIALS)
-            for metric in report.summary_metrics(plan)[0]:  # the columns the summary shows (ablation.md: all)
+            for metric in summary_tables.summary_metrics(plan)[0]:  # the columns the summary shows (ablation.md: all)
                 for variant, group in frame.group_by("variant"):
                     values = group[f"best/{metric}"].drop_nulls().to_list()
                     scale = 100 if "loss" not in metric else 1
                     shown = f"{scale * statistics.mean(values):.2f} ± {scale * statistics.stdev(values):.2f}"
                     # a table cell, or the caption's note on a column equal in every row
-                    assert report.unbroken(f'"{shown}"') in source or f"was {shown} in every row" in source, (folder.name, variant, metric)
+                    assert summary_tables.unbroken(f'"{shown}"') in source or f"was {shown} in every row" in source, (folder.name, variant, metric)
                     checked += 1
         elif (folder / "top_seeds.parquet").is_file():
             top = pl.read_parquet(folder / "top_seeds.parquet").filter(pl.col("rank") == 1)
-            metric = "test/op/recall" if "test/op/precision" in top.columns else report.decision_metric("test/recall_macro", top.columns)
+            metric = "test/op/recall" if "test/op/precision" in top.columns else summary_tables.decision_metric("test/recall_macro", top.columns)
             values = top[metric].to_list()
-            assert report.unbroken(f'"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"') in source, folder.name
+            assert summary_tables.unbroken(f'"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"') in source, folder.name
             checked += 1
     assert checked > 0, "no results folder with seeds to check"
 
@@ -190,5 +190,5 @@ def test_readme_results_quote_the_summary():
     quoted = re.findall(r"\d+\.\d\d ± \d+\.\d\d", section)
     assert quoted, "the Results section quotes no mean ± std"
     source = (SUMMARY / report.SOURCE).read_text()
-    missing = [q for q in quoted if report.unbroken(q) not in source]
+    missing = [q for q in quoted if summary_tables.unbroken(q) not in source]
     assert not missing, f"README numbers not in summary/summary.typ: {missing}"

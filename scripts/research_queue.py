@@ -42,6 +42,8 @@ STUDIES = {
 ABLATIONS = {
     "ptb_resnet1d_ablation": ("configs/ablation/ptb_resnet1d.gin", "ptb_resnet1d"),
     "arrhythmia_resnet1d_ablation": ("configs/ablation/arrhythmia_resnet1d.gin", "arrhythmia_resnet1d"),
+    # the MIT-BIH ablation's three winning single changes together
+    "arrhythmia_resnet1d_combined": ("configs/ablation/arrhythmia_resnet1d_combined.gin", "arrhythmia_resnet1d"),
 }
 
 

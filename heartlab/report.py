@@ -32,7 +32,7 @@ FIGURE_CAPTIONS = {
     "per_class_recall": "Test recall per class of each MIT-BIH study's best model (its decision rule); hatched: inter-patient.",
     "pr_curve_ptb": "PTB: precision-recall curve of the best model on the test split; the dot is the threshold chosen on validation.",
     "importance": "Which hyperparameters mattered: the share of each study's metric variance that one hyperparameter explains alone (fANOVA main effect over its trials, their count in brackets); grey: not searched.",
-    "learning_curves": "Validation metric per epoch of every trial: kept (ran to the end) and stopped by ASHA.",
+    "learning_curves": "Validation metric per epoch of every trial, a colour per model family: kept (ran to the end, solid) and stopped by ASHA (dashed); open circles: epochs under the accuracy floor.",
 }
 FIGURE_HEIGHT = "4.6cm"  # every figure of half the width fits this height: the summary stays at 2 pages
 WIDE_FIGURE = 2.6  # width / height above which a figure spans both columns

@@ -41,11 +41,17 @@ def table(header: list[str], rows: list[list[str]], left: int = 1, flexible: ran
     columns = len(header)
     widths = "(" + ", ".join("1fr" if flexible is not None and i in flexible else "auto" for i in range(columns)) + ",)"
     cells = ", ".join(f"[*{inline(h)}*]" if h else "[]" for h in header)
-    body = ",\n  ".join(", ".join(text(unbroken(c)) for c in row) for row in rows)
+    body = ",\n  ".join(", ".join(text(breakable(c) if i < left else unbroken(c)) for i, c in enumerate(row)) for row in rows)
     return (
         f"#table(columns: {widths}, align: (left,) * {left} + (right,) * {columns - left}, inset: 3pt, stroke: none,\n"
         f"  table.hline(), {cells}, table.hline(stroke: 0.5pt),\n  {body},\n  table.hline())"
     )
+
+
+def breakable(name: str) -> str:
+    """A name cell that may wrap after its underscores (zero-width spaces): ``resnet1d_recall`` fits a narrow
+    column instead of running into the next one."""
+    return name.replace("_", "_\u200b")
 
 
 def unbroken(cell: str) -> str:

@@ -34,7 +34,7 @@ FIGURE_CAPTIONS = {
     "importance": "Which hyperparameters mattered: the share of each study's metric variance that one hyperparameter explains alone (fANOVA main effect over its trials, their count in brackets); grey: not searched.",
     "learning_curves": "Validation metric per epoch of every trial, a colour per model family: kept (ran to the end, solid) and stopped by ASHA (dashed); open circles: epochs under the accuracy floor.",
 }
-FIGURE_HEIGHT = "4.6cm"  # every figure of half the width fits this height: the summary stays at 2 pages
+FIGURE_HEIGHT = "4.0cm"  # every figure of half the width fits this height: the summary stays at 2 pages
 WIDE_FIGURE = 2.6  # width / height above which a figure spans both columns
 
 

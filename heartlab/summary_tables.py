@@ -43,7 +43,7 @@ def table(header: list[str], rows: list[list[str]], left: int = 1, flexible: ran
     cells = ", ".join(f"[*{inline(h)}*]" if h else "[]" for h in header)
     body = ",\n  ".join(", ".join(text(breakable(c) if i < left else unbroken(c)) for i, c in enumerate(row)) for row in rows)
     return (
-        f"#table(columns: {widths}, align: (left,) * {left} + (right,) * {columns - left}, inset: 3pt, stroke: none,\n"
+        f"#table(columns: {widths}, align: (left,) * {left} + (right,) * {columns - left}, inset: (x: 3pt, y: 1.8pt), stroke: none,\n"
         f"  table.hline(), {cells}, table.hline(stroke: 0.5pt),\n  {body},\n  table.hline())"
     )
 

@@ -17,6 +17,7 @@ METRIC_LABELS = {  # short column titles of validation metrics in the summary's 
 }
 SUMMARY_METRICS = 6  # metric columns of an ablation table in the summary (ablation.md has them all)
 FLOOR = "_floor"  # a metric under the accuracy floor: its plain value, or that value - 1 below the floor
+UNDER_FLOOR = "†"  # marks a studies-table value whose validation accuracy missed the floor
 PROTOCOLS = {
     "arrhythmia": "MIT-BIH, random beat split (intra-patient: a patient's beats can sit in train and test)",
     "arrhythmia_interpatient": "MIT-BIH, inter-patient DS1 → DS2 (de Chazal 2004): judged on 22 unseen patients",
@@ -108,6 +109,16 @@ def study_metrics(dataset: str, classes: list[str]) -> list[tuple[str, str]]:
     return picked
 
 
+def selection_cell(values: list[float], metric: str) -> str:
+    """A study's selection metric on validation, as :func:`mean_std`; a floor metric (``..._floor``: its plain
+    value, or that value - 1 under the accuracy floor) shows its plain value, marked :data:`UNDER_FLOOR`
+    when a value was under the floor."""
+    if not metric.endswith(FLOOR):
+        return mean_std(values)
+    under = any(v < 0 for v in values)
+    return mean_std([v + 1 if v < 0 else v for v in values]) + (UNDER_FLOOR if under else "")
+
+
 def decision_metric(metric: str, available) -> str:
     """``test/op/<name>`` when the study's decision rule (the operating point chosen on validation) has that
     value, else ``metric``: the numbers of the rule a user of the model gets."""
@@ -143,9 +154,10 @@ def studies_table(studies: list[StudyResult]) -> str:
                     cells.append(percent(s.best_test.get(decision_metric(metric, s.best_test))))
             wall = "-" if s.wall_seconds is None else f"{s.wall_seconds / 60:.0f}"
             if seeds is not None and s.metric in seeds.columns:  # the selection metric, on validation
-                valid = mean_std(seeds[s.metric].drop_nulls().to_list())
+                valid = selection_cell(seeds[s.metric].drop_nulls().to_list(), s.metric)
             else:
-                valid = percent(s.best_test.get("score"))
+                score = s.best_test.get("score")
+                valid = selection_cell([] if score is None else [score], s.metric)
             rows.append([short_name(s.name, dataset), s.model, f"{s.trials} ({s.stopped})", wall, valid, *cells])
         selected = ", ".join(dict.fromkeys(inline(s.metric) for s in group))
         seed_counts = sorted({s.top_seeds.filter(s.top_seeds["rank"] == 1).height for s in group if s.top_seeds is not None})
@@ -153,6 +165,8 @@ def studies_table(studies: list[StudyResult]) -> str:
             f"the best trial trained again with {'/'.join(map(str, seed_counts))} seeds (mean ± std); a value without ± is "
             "a study's single test run." if seed_counts else "the best trial, one run."
         )
+        if any(UNDER_FLOOR in row[4] for row in rows):
+            note += f" {UNDER_FLOOR}: validation accuracy under the selection's floor; the value shown is the plain metric."
         blocks.append(f"*{inline(PROTOCOLS.get(dataset, dataset))}*\n\n" + table(header, rows, left=2) + f"\n#text(size: 7pt)[{note}]")
     return "\n\n".join(blocks)
 

@@ -6,6 +6,8 @@
   below the rung's median. Then `best.gin` is trained with `heartlab train`.
 * a study killed with SIGKILL after its first trial finished, then resumed with `--resume`; half of its
   trials diverge (AdamW lr 1e6 -> NaN loss) and must end up as errored trials without stopping the study.
+* a study stopped with SIGTERM (as `kill PID` or a batch scheduler does): it stops as Ctrl+C would, exit 130,
+  its session's wall time recorded, and `--resume` adds the next session's.
 
 Each study starts its own local Ray (`ray.init(address='local', include_dashboard=False)`, 2 CPUs here).
 """
@@ -283,6 +285,49 @@ def test_killed_study_resumes_without_losing_or_rerunning_trials(ptb_files, tmp_
     assert errored["rank"].null_count() == 3
     assert "3 trial(s) failed:" in resumed.stdout and "NonFiniteLossError" in resumed.stdout
     assert (study / "best.gin").is_file() and (study / "best_test_metrics.json").is_file()
+
+
+TERM_SECTION = """
+fit.epochs = 2
+import heartlab.search
+search.num_samples = 4
+search.scheduler = 'none'
+search.max_concurrent_trials = 1
+search.space = {'ResNet1D.channels': 'grid_search([4, 6])'}
+"""
+
+
+def test_sigterm_stops_a_study_like_ctrl_c_and_keeps_its_wall_time(ptb_files, tmp_path):
+    config = study_config(tmp_path, ptb_files, TERM_SECTION)
+    storage = tmp_path / "studies"
+    study = storage / "term"
+    args = [str(ROOT / "hypertune.py"), str(config), "--storage", str(storage), "--name", "term"]
+    driver = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and driver.poll() is None:
+            if "TERMINATED" in experiment_state(study).values():
+                break
+            time.sleep(0.1)
+        assert driver.poll() is None, "the study ended before it could be stopped"
+        os.kill(driver.pid, signal.SIGTERM)
+        out, err = driver.communicate(timeout=120)
+    finally:
+        kill_session(driver.pid)
+
+    assert driver.returncode == 130, out[-2000:] + err[-2000:]
+    assert "study interrupted" in err and "--resume" in err
+    assert not (study / "trials.parquet").exists()
+    first = json.loads((study / "study.json").read_text())
+    assert first["wall_seconds"] > 0 and "finished" not in first
+    assert any(status != "TERMINATED" for status in experiment_state(study).values()) or len(experiment_state(study)) < 8
+
+    resumed = hypertune(*args[1:], "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    second = json.loads((study / "study.json").read_text())
+    assert second["wall_seconds"] > first["wall_seconds"] and "finished" in second
+    assert pl.read_parquet(study / "trials.parquet").height == 8
 
 
 FAMILIES_SECTION = """

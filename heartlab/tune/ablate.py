@@ -215,7 +215,7 @@ def run_ablation(
 ) -> int:
     """Run or resume an ablation; 0 when every variant has a result, 1 when one has none, 130 when
     interrupted (continue it with the printed ``--resume`` command)."""
-    from heartlab.tune.runner import ray_session
+    from heartlab.tune.runner import ray_session, terminate_as_interrupt
 
     if resume:
         ablation, data = prepare_resume(config, name=name, storage=storage)
@@ -230,7 +230,8 @@ def run_ablation(
             write_text_atomic(ablation.path / results.ABLATION_CONFIG, ablation.study_config.text)
             write_json_atomic(ablation.path / results.ABLATION_FILE, ablation.record())
         started = time.perf_counter()
-        grid = tuner(ablation, data, resume).fit()
+        with terminate_as_interrupt():
+            grid = tuner(ablation, data, resume).fit()
         return finish_ablation(ablation, grid, time.perf_counter() - started, resume_command(ablation, address))
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +65,8 @@ def run_study(
             write_study_files(study)
             write_study_experiment(study.path, study.space, metric_names(data.classes))
         started = time.perf_counter()
-        grid = tuner(study, data, resume).fit()
+        with terminate_as_interrupt():
+            grid = tuner(study, data, resume).fit()
         return finish(study, data, grid, time.perf_counter() - started, resume_command(study, address))
 
 
@@ -78,6 +81,28 @@ def ray_session(address: str | None) -> Iterator[None]:
         yield
     finally:
         stop_ray()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill PID``, a batch scheduler's pre-emption) stops a running ``Tuner.fit`` as Ctrl+C does:
+    Ray Tune saves the study state one last time, the session's wall time is added to the record and the
+    ``--resume`` command is printed (exit code 130). Without it SIGTERM ends the driver on the spot and the
+    session's wall time is lost. A second SIGTERM ends the process at once. Only the main thread can
+    install signal handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGINT)  # Ray Tune's handler during fit(): stop, save the state, return
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def start_ray(address: str | None) -> None:

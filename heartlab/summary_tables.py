@@ -15,6 +15,11 @@ METRIC_LABELS = {  # short column titles of validation metrics in the summary's 
     "recall_macro": "macro Se", "recall_macro_floor": "macro Se (floor)", "accuracy": "acc.", "f1_macro": "macro F1",
     "f2_macro": "macro F2", "loss": "loss",
 }
+PARAMETER_LABELS = {  # short column titles of changed keys in the summary's narrow ablation columns
+    "rr_features": "R-R", "stretch_probability": "stretch p", "amplitude_probability": "amp. p", "kernel_size": "kernel",
+    "weighting": "weights", "schedule": "LR sched.", "weight_decay": "decay", "sampling": "batches",
+}
+VALUE_LABELS = {"WeightedCrossEntropy": "weighted CE", "FocalLoss": "focal"}  # changed values, likewise
 SUMMARY_METRICS = 6  # metric columns of an ablation table in the summary (ablation.md has them all)
 FLOOR = "_floor"  # a metric under the accuracy floor: its plain value, or that value - 1 below the floor
 UNDER_FLOOR = "†"  # marks a studies-table value whose validation accuracy missed the floor
@@ -239,6 +244,8 @@ def ablation_section(ablation: AblationResult) -> list[str]:
     keys = len(header) - 4 - (metrics - len(constant))  # the changed keys' columns, after the row name
     same = "".join(f"; {column_title(name)} was {value} in every row" for name, value in constant)
     titles = [column_title(h) for h in header]
+    titles[1:keys + 1] = [PARAMETER_LABELS.get(h, titles[1 + i]) for i, h in enumerate(header[1:keys + 1])]
+    rows = [[row[0], *[VALUE_LABELS.get(c, c) for c in row[1:keys + 1]], *row[keys + 1:]] for row in rows]
     metric_titles = titles[keys + 3:-1]
     if len(metric_titles) > 1 and all(t.endswith(" @op") for t in metric_titles):  # say it once, in the caption
         titles[keys + 3:-1] = [t.removesuffix(" @op") for t in metric_titles]

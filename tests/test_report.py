@@ -77,6 +77,7 @@ def test_report_builds_two_pages_from_the_results_files(tmp_path):
         values = group["best/val/recall_macro"].to_list()
         assert summary_tables.unbroken(f'"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"') in source, variant
     assert '"(A)", "16", ""' in source and '"base", "32", "log"' in source
+    assert '[*#"weights"*]' in source and '[*#"weighting"*]' not in source  # the short column title
     # what mattered: the largest change first
     mattered = source[source.index("== What mattered"):]
     assert mattered.index("weighting none") < mattered.index("ResNet1D.channels = 16")

@@ -236,27 +236,31 @@ def kill_session(session: int) -> None:
             pass
 
 
-def test_killed_study_resumes_without_losing_or_rerunning_trials(ptb_files, tmp_path):
-    config = study_config(tmp_path, ptb_files, KILL_SECTION)
-    storage = tmp_path / "studies"
-    study = storage / "killed"
-    args = [str(ROOT / "hypertune.py"), str(config), "--storage", str(storage), "--name", "killed"]
-    log = (tmp_path / "first.log").open("w")
-    driver = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env(), stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+def stopped_study(folder: Path, ptb_files, section: str, name: str, signum: int) -> tuple[list[str], Path, int, str]:
+    """``hypertune.py`` on ``section``, started in its own session and sent ``signum`` once Ray's saved state
+    shows a finished trial while the study still runs: ``(args, study folder, exit code, output)``."""
+    config = study_config(folder, ptb_files, section)
+    study = folder / "studies" / name
+    args = [str(ROOT / "hypertune.py"), str(config), "--storage", str(folder / "studies"), "--name", name]
+    log = folder / "first.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
     try:
         deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline and driver.poll() is None:
-            if "TERMINATED" in experiment_state(study).values():
-                break
+        while time.monotonic() < deadline and driver.poll() is None and "TERMINATED" not in experiment_state(study).values():
             time.sleep(0.1)
-        assert driver.poll() is None, "the study ended before it could be killed: " + (tmp_path / "first.log").read_text()[-2000:]
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
+        if driver.poll() is not None or "TERMINATED" not in experiment_state(study).values():
+            pytest.fail("the study ended, or ran past the timeout, before a trial finished: " + log.read_text()[-2000:])
+        os.kill(driver.pid, signum)
+        driver.wait(timeout=120)
     finally:
         kill_session(driver.pid)
-        log.close()
+    return args, study, driver.returncode, log.read_text()
 
+
+def test_killed_study_resumes_without_losing_or_rerunning_trials(ptb_files, tmp_path):
+    args, study, _, _ = stopped_study(tmp_path, ptb_files, KILL_SECTION, "killed", signal.SIGKILL)
     before = experiment_state(study)
     finished = sorted(t for t, status in before.items() if status == "TERMINATED")
     assert finished
@@ -298,26 +302,9 @@ search.space = {'ResNet1D.channels': 'grid_search([4, 6])'}
 
 
 def test_sigterm_stops_a_study_like_ctrl_c_and_keeps_its_wall_time(ptb_files, tmp_path):
-    config = study_config(tmp_path, ptb_files, TERM_SECTION)
-    storage = tmp_path / "studies"
-    study = storage / "term"
-    args = [str(ROOT / "hypertune.py"), str(config), "--storage", str(storage), "--name", "term"]
-    driver = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline and driver.poll() is None:
-            if "TERMINATED" in experiment_state(study).values():
-                break
-            time.sleep(0.1)
-        assert driver.poll() is None, "the study ended before it could be stopped"
-        os.kill(driver.pid, signal.SIGTERM)
-        out, err = driver.communicate(timeout=120)
-    finally:
-        kill_session(driver.pid)
-
-    assert driver.returncode == 130, out[-2000:] + err[-2000:]
-    assert "study interrupted" in err and "--resume" in err
+    args, study, code, output = stopped_study(tmp_path, ptb_files, TERM_SECTION, "term", signal.SIGTERM)
+    assert code == 130, output[-3000:]
+    assert "study interrupted" in output and "--resume" in output
     assert not (study / "trials.parquet").exists()
     first = json.loads((study / "study.json").read_text())
     assert first["wall_seconds"] > 0 and "finished" not in first

@@ -35,6 +35,8 @@ STUDIES = {
     "arrhythmia_cnn2d_plus": "configs/arrhythmia_cnn2d_plus.gin",
     "arrhythmia_interpatient_cnn2d_plus": "configs/arrhythmia_interpatient_cnn2d_plus.gin",
     "arrhythmia_cnn2d": "configs/arrhythmia_cnn2d.gin",  # the 2D baseline on MIT-BIH (Transformer1D: ~400 s per epoch)
+    # the ResNet1D searched around the MIT-BIH ablations' winners (natural class mix, no class weights, 32+ channels)
+    "arrhythmia_resnet1d_wide": "configs/arrhythmia_resnet1d_wide.gin",
     "ptb_cnn2d_plus": "configs/ptb_cnn2d_plus.gin",
     "ptb_transformer": "configs/ptb_transformer.gin",  # the other baseline
 }

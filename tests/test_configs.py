@@ -72,6 +72,7 @@ EXPECTED = {
     "ptb_transformer.gin": ("ptb", Transformer1D, "inverse"),
     "arrhythmia_cnn2d.gin": ("arrhythmia", CNN2D, "log"),
     "arrhythmia_resnet1d.gin": ("arrhythmia", ResNet1D, "log"),
+    "arrhythmia_resnet1d_wide.gin": ("arrhythmia", ResNet1D, "none"),  # the ablations' winner: no class weights
     "arrhythmia_transformer.gin": ("arrhythmia", Transformer1D, "log"),
     "ptb_inception.gin": ("ptb", InceptionTime, "inverse"),
     "arrhythmia_inception.gin": ("arrhythmia", InceptionTime, "log"),

@@ -52,6 +52,7 @@ class StudyResult:
     record: dict[str, Any]
     best_test: dict[str, Any]
     top_seeds: Any = None  # polars DataFrame of top_seeds.parquet, or None
+    best_trial: dict[str, Any] | None = None  # the rank-1 row of trials.parquet
 
 
 @dataclass
@@ -117,6 +118,7 @@ def collect(results_dir: str | Path, figures_dir: str | Path | None = None) -> C
                 stopped=trials.filter(pl.col("status") == results.STATUS_STOPPED).height,
                 wall_seconds=record.get("wall_seconds"), record=record, best_test=best_test,
                 top_seeds=pl.read_parquet(top) if top.is_file() else None,
+                best_trial=next(trials.filter(pl.col("rank") == 1).iter_rows(named=True), None),
             ))
     if figures_dir is not None and Path(figures_dir).is_dir():
         out.figures = [Path(figures_dir) / f"{name}.svg" for name in FIGURE_CAPTIONS if (Path(figures_dir) / f"{name}.svg").is_file()]

@@ -114,14 +114,14 @@ def study_metrics(dataset: str, classes: list[str]) -> list[tuple[str, str]]:
     return picked
 
 
-def selection_cell(values: list[float], metric: str) -> str:
-    """A study's selection metric on validation, as :func:`mean_std`; a floor metric (``..._floor``: its plain
-    value, or that value - 1 under the accuracy floor) shows its plain value, marked :data:`UNDER_FLOOR`
-    when a value was under the floor."""
-    if not metric.endswith(FLOOR):
+def selection_cell(values: list[float], plain: list[float] | None = None) -> str:
+    """A study's selection metric on validation, as :func:`mean_std`. For a floor metric (``..._floor``),
+    ``plain`` holds the same runs' plain metric (``recall_macro`` beside ``recall_macro_floor``): that is
+    shown, marked :data:`UNDER_FLOOR` when a run's two values differ (its accuracy missed the floor)."""
+    if plain is None:
         return mean_std(values)
-    under = any(v < 0 for v in values)
-    return mean_std([v + 1 if v < 0 else v for v in values]) + (UNDER_FLOOR if under else "")
+    under = any(abs(p - v) > 0.5 for v, p in zip(values, plain))
+    return mean_std(plain) + (UNDER_FLOOR if under else "")
 
 
 def decision_metric(metric: str, available) -> str:
@@ -158,11 +158,13 @@ def studies_table(studies: list[StudyResult]) -> str:
                 else:
                     cells.append(percent(s.best_test.get(decision_metric(metric, s.best_test))))
             wall = "-" if s.wall_seconds is None else f"{s.wall_seconds / 60:.0f}"
+            plain = s.metric.removesuffix(FLOOR) if s.metric.endswith(FLOOR) else None
             if seeds is not None and s.metric in seeds.columns:  # the selection metric, on validation
-                valid = selection_cell(seeds[s.metric].drop_nulls().to_list(), s.metric)
+                runs = seeds.drop_nulls([s.metric, *([plain] if plain in seeds.columns else [])])
+                valid = selection_cell(runs[s.metric].to_list(), runs[plain].to_list() if plain in runs.columns else None)
             else:
-                score = s.best_test.get("score")
-                valid = selection_cell([] if score is None else [score], s.metric)
+                score, best_plain = s.best_test.get("score"), (s.best_trial or {}).get(f"best/{plain}")
+                valid = selection_cell([] if score is None else [score], None if best_plain is None else [best_plain])
             rows.append([short_name(s.name, dataset), s.model, f"{s.trials} ({s.stopped})", wall, valid, *cells])
         selected = ", ".join(dict.fromkeys(inline(s.metric) for s in group))
         seed_counts = sorted({s.top_seeds.filter(s.top_seeds["rank"] == 1).height for s in group if s.top_seeds is not None})

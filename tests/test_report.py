@@ -110,19 +110,22 @@ def test_a_floor_selection_metric_shows_its_plain_value_marked_under_the_floor(t
     folder = tmp_path / "results"
     kept = write_study(folder, "arrhythmia_resnet1d", [0.95, 0.96, 0.97])
     seeds = pl.read_parquet(kept / "top_seeds.parquet")
-    seeds.with_columns(pl.Series("val/recall_macro_floor", [0.95, -0.04, 0.96, 0.5])).write_parquet(kept / "top_seeds.parquet")
+    seeds.with_columns(pl.Series("val/recall_macro_floor", [0.95, -0.04, 0.96, 0.5]),
+                       pl.Series("val/recall_macro", [0.95, 0.96, 0.96, 0.5])).write_parquet(kept / "top_seeds.parquet")
     single = write_study(folder, "arrhythmia_cnn2d", [0.9, 0.9, 0.9])
     (single / "top_seeds.parquet").unlink()
     best = json.loads((single / results.BEST_TEST_METRICS).read_text())
     (single / results.BEST_TEST_METRICS).write_text(json.dumps({**best, "score": -0.0706}))
+    trials = pl.read_parquet(single / results.TRIALS_FILE)  # the best trial's plain metric beside its score
+    trials.with_columns(pl.when(pl.col("rank") == 1).then(0.9294).otherwise(0.5).alias("best/val/recall_macro")).write_parquet(single / results.TRIALS_FILE)
     source = report.render(report.collect(folder), tmp_path)
 
     # seed 1 missed the floor: its macro recall (0.96) counts, the cell is marked; the single run likewise
     assert summary_tables.unbroken('"95.67 ± 0.58†"') in source
     assert '"92.94†"' in source and "-7.06" not in source
     assert "†: validation accuracy under the selection's floor" in source
-    assert summary_tables.selection_cell([0.95, 0.97], "val/recall_macro_floor") == "96.00 ± 1.41"
-    assert summary_tables.selection_cell([-0.5], "val/loss") == "-50.00"  # only a floor metric is shifted
+    assert summary_tables.selection_cell([0.95, 0.97], [0.95, 0.97]) == "96.00 ± 1.41"
+    assert summary_tables.selection_cell([-0.5]) == "-50.00"  # a metric without a floor is shown as it is
 
 
 def test_figures_of_panel_rows_span_the_page_at_their_own_height(tmp_path):
